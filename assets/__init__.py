@@ -1,0 +1,1 @@
+"""Dagster assets: thin wiring from resources to the plain functions in ``pipelines``."""

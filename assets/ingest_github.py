@@ -1,0 +1,49 @@
+"""Raw GitHub streams: deployments with their statuses, closed pull requests (``raw.github_*``)."""
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from pipelines import ingest
+from pipelines import warehouse as wh
+from pipelines.resources import GitHubResource, OwnershipResource, WarehouseResource
+
+KINDS = {"python", "duckdb"}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["raw", "github_deployments"], group_name="raw", kinds=KINDS,
+                     description="GitHub deployments of the repos named in the ownership file, newest first "
+                                 "until the bookmark."),
+        dg.AssetSpec(["raw", "github_deployment_statuses"], group_name="raw", kinds=KINDS,
+                     description="Statuses of new deployments and of deployments not final at the last run."),
+    ],
+)
+def github_deployments(context: dg.AssetExecutionContext, github: GitHubResource, ownership: OwnershipResource,
+                       warehouse: WarehouseResource):
+    repos = ownership.load().repos
+    with github.client() as client, warehouse.connect() as con:
+        deployments, statuses = ingest.sync_github_deployments(
+            con, client, repos, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+        )
+        yield dg.MaterializeResult(asset_key=["raw", "github_deployments"], metadata={
+            **deployments.metadata(), "repos": len(repos),
+            "dagster/row_count": wh.table_rows(con, "raw", "github_deployments")})
+        yield dg.MaterializeResult(asset_key=["raw", "github_deployment_statuses"], metadata={
+            **statuses.metadata(), "dagster/row_count": wh.table_rows(con, "raw", "github_deployment_statuses")})
+
+
+@dg.asset(key=["raw", "github_pull_requests"], group_name="raw", kinds=KINDS)
+def github_pull_requests(context: dg.AssetExecutionContext, github: GitHubResource, ownership: OwnershipResource,
+                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Closed pull requests of the repos in the ownership file (for lead time), most recently
+    updated first until the bookmark."""
+    repos = ownership.load().repos
+    with github.client() as client, warehouse.connect() as con:
+        result = ingest.sync_github_pull_requests(
+            con, client, repos, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+        )
+        return dg.MaterializeResult(metadata={
+            **result.metadata(), "dagster/row_count": wh.table_rows(con, "raw", "github_pull_requests")})

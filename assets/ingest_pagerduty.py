@@ -1,0 +1,68 @@
+"""Raw PagerDuty streams: teams, services, incidents, log entries (``raw.pagerduty_*``)."""
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from pipelines import ingest
+from pipelines.resources import PagerDutyResource, WarehouseResource
+
+GROUP = "raw"
+KINDS = {"python", "duckdb"}
+
+
+def _materialize(result: ingest.StreamResult, con, table: str) -> dg.MaterializeResult:
+    from pipelines import warehouse as wh
+
+    return dg.MaterializeResult(
+        metadata={
+            **result.metadata(),
+            "dagster/row_count": wh.table_rows(con, "raw", table),
+        }
+    )
+
+
+def _directory_asset(stream: str, description: str):
+    @dg.asset(key=["raw", f"pagerduty_{stream}"], group_name=GROUP, kinds=KINDS, description=description)
+    def _asset(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+               warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with pagerduty.client() as client, warehouse.connect() as con:
+            result = ingest.sync_pagerduty_directory(
+                con, client, stream=stream, run_id=context.run_id, now=datetime.now(timezone.utc)
+            )
+            context.log.info(f"PagerDuty {stream}: {result.received} records, {result.changed} changed")
+            return _materialize(result, con, f"pagerduty_{stream}")
+
+    return _asset
+
+
+pagerduty_teams = _directory_asset("teams", "PagerDuty teams as sent by GET /teams, read in full every run.")
+pagerduty_services = _directory_asset("services", "PagerDuty services as sent by GET /services, read in full every run.")
+
+
+@dg.asset(key=["raw", "pagerduty_incidents"], group_name=GROUP, kinds=KINDS)
+def pagerduty_incidents(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+                        warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """PagerDuty incidents as sent by GET /incidents, read by creation-time windows of at most
+    six months from the bookmark (minus a one-hour rewind), plus every incident still open."""
+    with pagerduty.client() as client, warehouse.connect() as con:
+        result = ingest.sync_pagerduty_incidents(
+            con, client, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+        )
+        context.log.info(f"PagerDuty incidents {result.window_start:%Y-%m-%d %H:%M} to {result.window_end:%Y-%m-%d %H:%M}: "
+                         f"{result.received} records, {result.changed} changed, {result.quarantined} quarantined")
+        return _materialize(result, con, "pagerduty_incidents")
+
+
+@dg.asset(key=["raw", "pagerduty_log_entries"], group_name=GROUP, kinds=KINDS)
+def pagerduty_log_entries(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+                          warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """PagerDuty log entries from the account-wide GET /log_entries feed by time window
+    (acknowledgements, reassignments, escalations, resolves): never one request per incident."""
+    with pagerduty.client() as client, warehouse.connect() as con:
+        result = ingest.sync_pagerduty_log_entries(
+            con, client, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+        )
+        context.log.info(f"PagerDuty log entries: {result.received} records, {result.changed} changed")
+        return _materialize(result, con, "pagerduty_log_entries")

@@ -1,0 +1,27 @@
+"""The ownership file loaded into ``raw.ownership_*`` (validated first: a bad file stops the run)."""
+
+
+import dagster as dg
+
+from pipelines import ingest
+from pipelines.resources import OwnershipResource, WarehouseResource
+
+TABLES = {
+    "ownership_teams": "Teams from the ownership file: time zone, business hours, adoption date.",
+    "ownership_service_owners": "Dated ownership of each PagerDuty service.",
+    "ownership_service_repos": "GitHub repos deploying each PagerDuty service.",
+}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(["raw", t], group_name="raw", kinds={"python", "duckdb"}, description=d)
+           for t, d in TABLES.items()],
+)
+def ownership_tables(context: dg.AssetExecutionContext, ownership: OwnershipResource, warehouse: WarehouseResource):
+    owners = ownership.load()
+    with warehouse.connect() as con:
+        counts = ingest.load_ownership_tables(con, owners)
+    context.log.info(f"ownership from {owners.source}: {len(owners.teams)} teams, {len(owners.services)} services")
+    for table, rows in counts.items():
+        yield dg.MaterializeResult(asset_key=["raw", table],
+                                   metadata={"dagster/row_count": rows, "source": owners.source})

@@ -1,0 +1,1 @@
+"""incident-metrics: per-team incident baselines and before/after comparisons on Dagster + DuckDB."""

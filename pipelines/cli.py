@@ -1,0 +1,195 @@
+"""The ``incident-metrics`` command: demo, run, report, emulator, compare.
+
+    incident-metrics demo       the whole nightly job against the bundled emulator, then where the results are
+    incident-metrics run        the nightly job, in-process, configured from the environment
+    incident-metrics report     re-render the report from the warehouse, without syncing
+    incident-metrics emulator   serve the synthetic PagerDuty + GitHub organisation on 127.0.0.1
+    incident-metrics compare    the before/after statistics on any incident table (CSV or Parquet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines import config
+
+DEMO_PAGERDUTY_TOKEN = "pd-demo-token"
+DEMO_GITHUB_TOKEN = "gh-demo-token"
+
+
+def run_nightly(*, raise_on_error: bool = False) -> bool:
+    """Run the nightly job in this process with the configuration in the environment."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("nightly").execute_in_process(instance=instance, raise_on_error=raise_on_error)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+                err = event.step_failure_data.error
+                # The innermost cause carries our message (ApiError, OwnershipError, ...).
+                while err.cause is not None:
+                    err = err.cause
+                print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+    return result.success
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ok = run_nightly()
+    paths = config.DataPaths.from_env()
+    if not ok:
+        print("nightly run failed; the warehouse keeps the last complete state", file=sys.stderr)
+        return 1
+    print(f"nightly run finished in {time.monotonic() - started:.1f} s")
+    print(f"warehouse: {paths.warehouse}")
+    print(f"analyst snapshot: {paths.analytics}")
+    print(f"report: {paths.reports / 'latest' / 'index.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines import warehouse as wh
+    from pipelines.report.render import write_report
+
+    paths = config.DataPaths.from_env()
+    if not paths.warehouse.exists():
+        print(f"no warehouse at {paths.warehouse}: run `incident-metrics run` first", file=sys.stderr)
+        return 1
+    con = wh.connect(paths.warehouse)
+    try:
+        out = write_report(con, paths.reports)
+    finally:
+        con.close()
+    print(f"report: {out / 'index.html'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.emulator.generator import generate_organisation
+    from pipelines.emulator.server import EmulatorServer
+
+    data_dir = Path(config.env(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR)).resolve()
+    demo_dir = data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print(f"generating the synthetic organisation (seed {args.seed}) ...", flush=True)
+    org = generate_organisation(args.seed)
+    ownership_path = demo_dir / "ownership.yaml"
+    ownership_path.write_text(org.ownership_yaml(), encoding="utf-8")
+    (demo_dir / "ground_truth.json").write_text(json.dumps(org.ground_truth, indent=2, default=str), encoding="utf-8")
+    with EmulatorServer(org, port=0, pagerduty_token=DEMO_PAGERDUTY_TOKEN, github_token=DEMO_GITHUB_TOKEN) as srv:
+        srv.start()
+        print(f"emulator serving {len(org.incidents)} incidents and {len(org.deployments)} deployments at {srv.base_url}",
+              flush=True)
+        os.environ.update({
+            config.ENV_PAGERDUTY_URL: srv.pagerduty_url,
+            config.ENV_PAGERDUTY_TOKEN: DEMO_PAGERDUTY_TOKEN,
+            config.ENV_GITHUB_URL: srv.github_url,
+            config.ENV_GITHUB_TOKEN: DEMO_GITHUB_TOKEN,
+            config.ENV_OWNERSHIP: str(ownership_path),
+            config.ENV_DATA_DIR: str(data_dir),
+        })
+        print("running the nightly job ...", flush=True)
+        ok = run_nightly()
+        requests_made = srv.stats().get("total", {}).get("requests") if isinstance(srv.stats().get("total"), dict) else None
+    if not ok:
+        print("demo failed", file=sys.stderr)
+        return 1
+    paths = config.DataPaths(data_dir)
+    print()
+    print(f"done in {time.monotonic() - started:.0f} s" + (f", {requests_made} API requests" if requests_made else ""))
+    print(f"warehouse:        {paths.warehouse}")
+    print(f"analyst snapshot: {paths.analytics}")
+    print(f"report:           {paths.reports / 'latest' / 'index.html'}")
+    print(f"ownership file:   {ownership_path}")
+    print(f"ground truth:     {demo_dir / 'ground_truth.json'}")
+    print()
+    _print_baselines(paths.analytics)
+    return 0
+
+
+def _print_baselines(analytics: Path) -> None:
+    import duckdb
+
+    from pipelines.report.render import fmt_duration
+
+    con = duckdb.connect(str(analytics), read_only=True)
+    try:
+        rows = con.execute(
+            "select b.team_key, coalesce(cast(t.adopted_on as varchar), 'not yet'), b.n_incidents, "
+            "b.median_seconds_to_resolve, b.p90_seconds_to_resolve, b.median_seconds_to_acknowledge "
+            "from marts.team_baselines b join marts.dim_teams t using (team_key) order by b.team_key"
+        ).fetchall()
+    finally:
+        con.close()
+    header = f"{'team':<16} {'adopted':<10} {'n (90 d)':>8} {'median TTR':>11} {'p90 TTR':>13} {'median TTA':>11}"
+    print("Team baselines (90 days before adoption; last 90 days for teams that have not adopted)")
+    print(header)
+    print("-" * len(header))
+    for team, adopted, n, med, p90, tta in rows:
+        p90_text = fmt_duration(p90) if p90 is not None else "too few (<20)"
+        print(f"{team:<16} {adopted:<10} {n:>8} {fmt_duration(med):>11} {p90_text:>13} {fmt_duration(tta):>11}")
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from pipelines.emulator import cli as emulator_cli
+
+    return emulator_cli.run(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipelines import compare
+
+    return compare.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incident-metrics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole nightly job against the bundled emulator")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic organisation (default 7)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run the nightly job in-process (configuration from the environment)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="re-render the report from the warehouse without syncing")
+    report.set_defaults(func=cmd_report)
+
+    emulator = sub.add_parser("emulator", help="serve the synthetic PagerDuty + GitHub organisation")
+    try:
+        from pipelines.emulator import cli as emulator_cli
+
+        emulator_cli.add_arguments(emulator)
+    except ImportError:  # pragma: no cover - the emulator ships with the package
+        pass
+    emulator.set_defaults(func=cmd_emulator)
+
+    compare = sub.add_parser("compare", help="before/after statistics on any incident table")
+    try:
+        from pipelines import compare as compare_mod
+
+        compare_mod.add_arguments(compare)
+    except ImportError:  # pragma: no cover
+        pass
+    compare.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Dagster resources: the PagerDuty and GitHub clients, the warehouse, the ownership file.
+
+Secrets come in through ``dg.EnvVar`` (resolved at run time, never shown in the UI); see
+``definitions.py``. Each resource only builds a plain-Python object; the work happens in
+``pipelines/ingest.py`` and friends so tests can call it without Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import duckdb
+
+from pipelines import warehouse as wh
+from pipelines.config import DataPaths
+from pipelines.ingest import SyncSettings
+from pipelines.ownership import Ownership, load_ownership
+
+
+class PagerDutyResource(dg.ConfigurableResource):
+    """PagerDuty REST API v2 (``PAGERDUTY_API_URL``, ``PAGERDUTY_API_TOKEN``)."""
+
+    api_url: str = "https://api.pagerduty.com"
+    api_token: str
+    ca_bundle: Optional[str] = None
+    rate_per_minute: int = 900  # below PagerDuty's 960 a minute per token
+    concurrency: int = 4
+    timeout_seconds: float = 30.0
+
+    def client(self):
+        from pipelines.sources.pagerduty import PagerDutyClient
+
+        return PagerDutyClient(
+            self.api_url.rstrip("/"),
+            self.api_token,
+            ca_bundle=self.ca_bundle or None,
+            rate_per_minute=self.rate_per_minute,
+            concurrency=self.concurrency,
+            timeout=self.timeout_seconds,
+        )
+
+
+class GitHubResource(dg.ConfigurableResource):
+    """GitHub REST API (``GITHUB_API_URL``, ``GITHUB_TOKEN``); GitHub Enterprise: https://HOST/api/v3."""
+
+    api_url: str = "https://api.github.com"
+    token: str
+    ca_bundle: Optional[str] = None
+    concurrency: int = 4
+    timeout_seconds: float = 30.0
+
+    def client(self):
+        from pipelines.sources.github import GitHubClient
+
+        return GitHubClient(
+            self.api_url.rstrip("/"),
+            self.token,
+            ca_bundle=self.ca_bundle or None,
+            concurrency=self.concurrency,
+            timeout=self.timeout_seconds,
+        )
+
+
+class OwnershipResource(dg.ConfigurableResource):
+    """The ownership file (``INCIDENT_METRICS_OWNERSHIP``): ownership.yaml or Backstage catalog files."""
+
+    path: str = "./ownership.yaml"
+
+    def load(self) -> Ownership:
+        return load_ownership(self.path)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse under ``INCIDENT_METRICS_DATA_DIR`` (one writer: the pipeline)."""
+
+    data_dir: str = "./data"
+    production_environment: str = "production"
+    history_days: int = 730
+    rewind_minutes: int = 60
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(Path(self.data_dir))
+
+    @property
+    def sync_settings(self) -> SyncSettings:
+        return SyncSettings(
+            history_days=self.history_days,
+            rewind=timedelta(minutes=self.rewind_minutes),
+            production_environment=self.production_environment,
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = wh.connect(self.paths.warehouse)
+        try:
+            wh.ensure_schemas(con)
+            con.execute("set variable production_environment = ?", [self.production_environment])
+            yield con
+        finally:
+            con.close()

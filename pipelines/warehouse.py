@@ -1,0 +1,328 @@
+"""The DuckDB warehouse: schemas, SQL files, raw upserts, sync bookmarks and the analyst snapshot.
+
+Layout: ``sql/<schema>/<table>.sql``. Files under ``sql/raw`` and ``sql/quarantine`` are DDL
+(``create table if not exists``); files under ``sql/staging`` and ``sql/marts`` are a single
+``select`` (CTEs welcome) and this module materialises them as ``create or replace table
+<schema>.<table> as <select>``. The leading ``--`` comment block of a file is the table's
+description; ``-- column: text`` lines in it document columns (they become DuckDB comments).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SCHEMAS = ("raw", "staging", "marts", "quarantine")
+_REF = re.compile(r"\b(raw|staging|marts|quarantine)\.([a-z_][a-z0-9_]*)\b")
+_COLUMN_DOC = re.compile(r"^--\s+([a-z_][a-z0-9_]*):\s+(.+)$")
+
+
+# ----------------------------------------------------------------------------------- SQL files
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    schema: str
+    table: str
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def description(self) -> str:
+        """The leading comment block, without the column lines."""
+        lines = []
+        for line in self.text.splitlines():
+            if not line.startswith("--"):
+                break
+            if not _COLUMN_DOC.match(line):
+                lines.append(line[2:].strip())
+        return "\n".join(lines).strip()
+
+    @property
+    def column_docs(self) -> dict[str, str]:
+        docs = {}
+        for line in self.text.splitlines():
+            if not line.startswith("--"):
+                break
+            m = _COLUMN_DOC.match(line)
+            if m:
+                docs[m.group(1)] = m.group(2).strip()
+        return docs
+
+    @property
+    def references(self) -> list[tuple[str, str]]:
+        """Tables this file reads, in order of first mention (comments ignored)."""
+        body = "\n".join(line.split("--", 1)[0] for line in self.text.splitlines())
+        seen: list[tuple[str, str]] = []
+        for schema, table in _REF.findall(body):
+            if (schema, table) != (self.schema, self.table) and (schema, table) not in seen:
+                seen.append((schema, table))
+        return seen
+
+
+def sql_files(schema: str) -> list[SqlFile]:
+    return [SqlFile(schema, p.stem, p) for p in sorted((SQL_DIR / schema).glob("*.sql"))]
+
+
+def sql_file(schema: str, table: str) -> SqlFile:
+    path = SQL_DIR / schema / f"{table}.sql"
+    if not path.exists():
+        raise FileNotFoundError(f"no SQL file for {schema}.{table} at {path}")
+    return SqlFile(schema, table, path)
+
+
+# ----------------------------------------------------------------------------------- connections
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set timezone = 'UTC'")
+    return con
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas and the raw / quarantine tables (idempotent)."""
+    for schema in SCHEMAS:
+        con.execute(f"create schema if not exists {schema}")
+    for schema in ("raw", "quarantine"):
+        for f in sql_files(schema):
+            con.execute(f.text)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or an exception inside leaves the warehouse as it was."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    else:
+        con.execute("commit")
+
+
+def build_table(con: duckdb.DuckDBPyConnection, f: SqlFile) -> int:
+    """Materialise a staging/marts SQL file as a table, document it, and return its row count."""
+    query = f.text.strip().rstrip(";")
+    with transaction(con):
+        con.execute(f"create or replace table {f.schema}.{f.table} as\n{query}")
+        comment_table(con, f.schema, f.table, f.description, f.column_docs)
+    return table_rows(con, f.schema, f.table)
+
+
+def comment_table(con, schema: str, table: str, description: str, column_docs: dict[str, str]) -> None:
+    con.execute(f"comment on table {schema}.{table} is {_quote(description)}")
+    columns = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()}
+    for column, doc in column_docs.items():
+        if column in columns:
+            con.execute(f"comment on column {schema}.{table}.{column} is {_quote(doc)}")
+
+
+def _quote(text: str) -> str:
+    # COMMENT ON takes a literal, not a bound parameter; escape it as a SQL string.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def table_rows(con, schema: str, table: str) -> int:
+    return int(con.execute(f"select count(*) from {schema}.{table}").fetchone()[0])
+
+
+def preview_markdown(con, schema: str, table: str, limit: int = 10) -> str:
+    df = con.execute(f"select * from {schema}.{table} limit {int(limit)}").df()
+    return frame_to_markdown(df)
+
+
+def frame_to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_(no rows)_"
+    cols = [str(c) for c in df.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row]
+        out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")[:60] for c in cells) + " |")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------- raw upserts
+
+
+@dataclass
+class UpsertResult:
+    received: int = 0  # records handed in (after de-duplication within the batch)
+    changed: int = 0  # rows inserted or updated
+
+    def __iadd__(self, other: "UpsertResult") -> "UpsertResult":
+        self.received += other.received
+        self.changed += other.changed
+        return self
+
+
+def upsert_raw(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    records: Iterable[dict],
+    *,
+    run_id: str,
+    fetched_at: datetime,
+    id_of=lambda r: r["id"],
+    extra: dict[str, str] | None = None,
+) -> UpsertResult:
+    """Insert or update ``raw.<table>`` rows by id; unchanged records keep their row as it was.
+
+    ``extra`` adds constant columns (e.g. ``{"repo": "acme/api"}``). Within one batch the last
+    version of an id wins. The caller owns the transaction.
+    """
+    latest: dict[str, str] = {}
+    for record in records:
+        latest[str(id_of(record))] = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if not latest:
+        return UpsertResult()
+    frame = pd.DataFrame({"id": list(latest), "payload": list(latest.values())})
+    extra = extra or {}
+    for column, value in extra.items():
+        frame[column] = value
+    frame["run_id"] = run_id
+    frame["fetched_at"] = fetched_at
+    columns = ["id", *extra, "payload", "fetched_at", "run_id"]
+    select = ", ".join("payload::json" if c == "payload" else c for c in columns)
+    changed_before = con.execute(
+        f"select count(*) from raw.{table} where run_id = ?", [run_id]
+    ).fetchone()[0]
+    con.register("incoming_records", frame[columns])
+    try:
+        con.execute(
+            f"""
+            insert into raw.{table} ({", ".join(columns)})
+            select {select} from incoming_records
+            on conflict (id) do update set
+                payload = excluded.payload, fetched_at = excluded.fetched_at, run_id = excluded.run_id
+                {''.join(f', {c} = excluded.{c}' for c in extra)}
+            where {table}.payload::varchar <> excluded.payload::varchar
+            """
+        )
+    finally:
+        con.unregister("incoming_records")
+    changed_after = con.execute(f"select count(*) from raw.{table} where run_id = ?", [run_id]).fetchone()[0]
+    return UpsertResult(received=len(latest), changed=int(changed_after - changed_before))
+
+
+def replace_frame(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame) -> int:
+    """Replace the contents of an existing table with a DataFrame (caller owns the transaction)."""
+    con.execute(f"delete from {schema}.{table}")
+    if not frame.empty:
+        con.register("incoming_frame", frame)
+        try:
+            cols = ", ".join(frame.columns)
+            con.execute(f"insert into {schema}.{table} ({cols}) select {cols} from incoming_frame")
+        finally:
+            con.unregister("incoming_frame")
+    return len(frame)
+
+
+def write_frame_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
+                      description: str = "", column_docs: dict[str, str] | None = None) -> int:
+    """Create or replace ``schema.table`` from a DataFrame computed in Python (e.g. statistics)."""
+    con.register("incoming_frame", frame)
+    try:
+        with transaction(con):
+            con.execute(f"create or replace table {schema}.{table} as select * from incoming_frame")
+            comment_table(con, schema, table, description, column_docs or {})
+    finally:
+        con.unregister("incoming_frame")
+    return len(frame)
+
+
+# ----------------------------------------------------------------------------------- sync state
+
+
+def high_water_mark(con, source: str, stream: str) -> datetime | None:
+    row = con.execute(
+        "select high_water_mark from raw.sync_state where source = ? and stream = ?", [source, stream]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def set_high_water_mark(con, source: str, stream: str, value: datetime, run_id: str) -> None:
+    con.execute(
+        """
+        insert into raw.sync_state (source, stream, high_water_mark, updated_at, run_id)
+        values (?, ?, ?, ?, ?)
+        on conflict (source, stream) do update set
+            high_water_mark = excluded.high_water_mark, updated_at = excluded.updated_at, run_id = excluded.run_id
+        where sync_state.high_water_mark <> excluded.high_water_mark
+        """,
+        [source, stream, value, datetime.now(timezone.utc), run_id],
+    )
+
+
+def record_sync_run(con, *, run_id: str, source: str, stream: str, stats: dict[str, int],
+                    window: tuple[datetime | None, datetime | None] = (None, None)) -> None:
+    con.execute(
+        """
+        insert or replace into raw.sync_runs
+            (run_id, source, stream, window_start, window_end, requests, retries, throttled, bytes, records, finished_at)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [run_id, source, stream, window[0], window[1], stats.get("requests", 0), stats.get("retries", 0),
+         stats.get("throttled", 0), stats.get("bytes", 0), stats.get("records", 0), datetime.now(timezone.utc)],
+    )
+
+
+# ----------------------------------------------------------------------------------- analyst snapshot
+
+SNAPSHOT_SCHEMAS = ("staging", "marts")
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict[str, int]:
+    """Write a read-only analyst copy (staging + marts) to a new file and rename it into place.
+
+    An analyst holding the old file open keeps reading the old file; new connections see the new
+    one. Returns the row count of each copied table.
+    """
+    target = Path(target)
+    tmp = target.with_name(target.stem + f".tmp-{os.getpid()}.duckdb")
+    if tmp.exists():
+        tmp.unlink()
+    con.execute(f"attach {_quote(str(tmp))} as snapshot")
+    counts: dict[str, int] = {}
+    try:
+        tables = con.execute(
+            "select schema_name, table_name, comment from duckdb_tables() "
+            "where database_name = current_database() and schema_name in ('staging', 'marts') order by 1, 2"
+        ).fetchall()
+        for schema in SNAPSHOT_SCHEMAS:
+            con.execute(f"create schema if not exists snapshot.{schema}")
+        for schema, table, comment in tables:
+            con.execute(f"create table snapshot.{schema}.{table} as select * from {schema}.{table}")
+            if comment:
+                con.execute(f"comment on table snapshot.{schema}.{table} is {_quote(comment)}")
+            for column, ccomment in con.execute(
+                "select column_name, comment from duckdb_columns() where database_name = current_database() "
+                "and schema_name = ? and table_name = ? and comment is not null", [schema, table]
+            ).fetchall():
+                con.execute(f"comment on column snapshot.{schema}.{table}.{column} is {_quote(ccomment)}")
+            counts[f"{schema}.{table}"] = table_rows(con, f"snapshot.{schema}", table)
+    finally:
+        con.execute("detach snapshot")
+    os.replace(tmp, target)
+    return counts

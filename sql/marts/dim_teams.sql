@@ -1,0 +1,26 @@
+-- One row per team in the ownership file: time zone, business hours, adoption date, services owned today.
+-- team_key: the team's key in the ownership file
+-- team_name: display name
+-- time_zone: IANA zone of the team's business hours
+-- adopted_on: service-ownership adoption date; null when not adopted
+-- n_services_now: services the team owns today
+with current_owners as (
+    select team_key, count(distinct service_id) as n_services_now
+    from staging.stg_ownership__service_owners
+    where valid_to = date '9999-12-31'
+    group by team_key
+)
+
+select
+    t.team_key,
+    t.team_name,
+    t.pagerduty_team_id,
+    t.time_zone,
+    t.business_hours_start,
+    t.business_hours_end,
+    t.business_isodows,
+    t.adopted_on,
+    coalesce(c.n_services_now, 0) as n_services_now
+from staging.stg_ownership__teams as t
+left join current_owners as c on c.team_key = t.team_key
+order by t.team_key

@@ -1,0 +1,225 @@
+-- One row per incident as the metrics count it: team as of creation, times to acknowledge and resolve, flags.
+-- Re-triggers of one problem (same service and incident_key, created within 24 hours of the previous resolve) are folded into one incident: first trigger to final resolve.
+-- Merged-away incidents keep a row with is_merged = true and are excluded from every metric; open incidents are kept (censored), never dropped.
+-- incident_id: PagerDuty id of the (first) incident
+-- team_key: the team owning the service on the UTC day the incident was created (dated ownership); null when the service has no owner in the ownership file
+-- service_id: PagerDuty service id
+-- urgency: high or low
+-- priority: P1..P5, or null when unset
+-- created_at: trigger time (UTC)
+-- acknowledged_at: first acknowledge log entry (UTC); null when never acknowledged
+-- resolved_at: final resolve (UTC); null while open
+-- seconds_to_acknowledge: acknowledged_at minus created_at, in seconds
+-- seconds_to_resolve: resolved_at minus created_at, in seconds (PagerDuty's triggered to resolved); null while open
+-- seconds_open_so_far: for open incidents, data_as_of minus created_at (a censored duration); null when resolved
+-- is_open: not resolved as of the last sync (censored, not dropped)
+-- is_merged: merged into another incident (resolve reason merge); excluded from metrics
+-- is_auto_resolved: resolved by a timeout or automatically, not by a person
+-- is_after_hours: created outside the owning team's business hours, in the team's time zone
+-- handoffs: assign, delegate and escalate log entries after the first assignment
+-- n_retriggers: later incidents folded into this one (same key, within 24 hours of the previous resolve)
+-- linked_deployment_id: the latest successful production deployment of a repo of this service in the 24 hours before the incident; null when none
+-- data_as_of: the newest record time seen in the PagerDuty data (the censoring time for open incidents)
+with incidents as (
+    select * from staging.stg_pagerduty__incidents
+),
+
+log_entries as (
+    select * from staging.stg_pagerduty__log_entries
+),
+
+data_as_of as (
+    select greatest(
+        (select max(created_at) from incidents),
+        (select max(created_at) from log_entries),
+        (select max(resolved_at) from incidents)
+    ) as data_as_of
+),
+
+first_acks as (
+    select incident_id, min(created_at) as acknowledged_at
+    from log_entries
+    where entry_type = 'acknowledge_log_entry'
+    group by incident_id
+),
+
+resolves as (
+    select
+        incident_id,
+        max(created_at) as resolve_logged_at,
+        arg_max(channel_type, created_at) as resolve_channel_type
+    from log_entries
+    where entry_type = 'resolve_log_entry'
+    group by incident_id
+),
+
+assignment_entries as (
+    select
+        incident_id,
+        row_number() over (partition by incident_id order by created_at, log_entry_id) as nth
+    from log_entries
+    where entry_type in ('assign_log_entry', 'delegate_log_entry', 'escalate_log_entry')
+),
+
+handoffs as (
+    select incident_id, count(*) filter (where nth > 1) as handoffs
+    from assignment_entries
+    group by incident_id
+),
+
+enriched as (
+    select
+        i.incident_id,
+        i.incident_key,
+        i.service_id,
+        i.urgency,
+        i.priority,
+        i.status,
+        i.created_at,
+        a.acknowledged_at,
+        -- A resolve log entry also counts: an old open incident's record may be stale while the feed is not.
+        coalesce(case when i.status = 'resolved' then i.resolved_at end, r.resolve_logged_at) as resolved_at,
+        coalesce(r.resolve_channel_type in ('timeout', 'auto'), false) as is_auto_resolved,
+        coalesce(i.resolve_reason_type = 'merge_resolve_reason', false) as is_merged,
+        coalesce(h.handoffs, 0) as handoffs
+    from incidents as i
+    left join first_acks as a on a.incident_id = i.incident_id
+    left join resolves as r on r.incident_id = i.incident_id
+    left join handoffs as h on h.incident_id = i.incident_id
+),
+
+chained as (
+    select
+        *,
+        lag(resolved_at) over (
+            partition by service_id, incident_key order by created_at, incident_id
+        ) as previous_resolved_at
+    from enriched
+    where not is_merged
+),
+
+numbered as (
+    select
+        *,
+        sum(
+            case
+                when incident_key is null
+                    or previous_resolved_at is null
+                    or created_at > previous_resolved_at + interval 24 hour
+                    then 1
+                else 0
+            end
+        ) over (
+            partition by service_id, incident_key
+            order by created_at, incident_id
+            rows between unbounded preceding and current row
+        ) as chain_no
+    from chained
+),
+
+folded as (
+    select
+        arg_min(incident_id, created_at) as incident_id,
+        service_id,
+        arg_min(urgency, created_at) as urgency,
+        arg_min_null(priority, created_at) as priority,
+        min(created_at) as created_at,
+        min(acknowledged_at) as acknowledged_at,
+        arg_max_null(resolved_at, created_at) as resolved_at,
+        arg_max(is_auto_resolved, created_at) as is_auto_resolved,
+        false as is_merged,
+        sum(handoffs) as handoffs,
+        count(*) - 1 as n_retriggers
+    from numbered
+    group by service_id, incident_key, chain_no
+),
+
+merged as (
+    select
+        incident_id, service_id, urgency, priority, created_at, acknowledged_at, resolved_at,
+        is_auto_resolved, is_merged, handoffs, 0 as n_retriggers
+    from enriched
+    where is_merged
+),
+
+all_incidents as (
+    select * from folded
+    union all
+    select * from merged
+),
+
+owned as (
+    select
+        f.*,
+        o.team_key
+    from all_incidents as f
+    left join staging.stg_ownership__service_owners as o
+        on o.service_id = f.service_id
+        and cast(f.created_at as date) >= o.valid_from
+        and cast(f.created_at as date) < o.valid_to
+),
+
+deployments as (
+    select
+        d.deployment_id,
+        r.service_id,
+        min(s.created_at) as deployed_at
+    from staging.stg_github__deployments as d
+    inner join staging.stg_github__deployment_statuses as s
+        on s.deployment_id = d.deployment_id and s.state = 'success'
+    inner join staging.stg_ownership__service_repos as r on r.repo = d.repo
+    where d.environment = coalesce(getvariable('production_environment'), 'production')
+    group by d.deployment_id, r.service_id
+),
+
+linked as (
+    select
+        o.incident_id,
+        arg_max(d.deployment_id, d.deployed_at) as linked_deployment_id
+    from owned as o
+    inner join deployments as d
+        on d.service_id = o.service_id
+        and d.deployed_at <= o.created_at
+        and d.deployed_at > o.created_at - interval 24 hour
+    group by o.incident_id
+),
+
+final as (
+    select
+        o.incident_id,
+        o.team_key,
+        o.service_id,
+        o.urgency,
+        o.priority,
+        o.created_at,
+        o.acknowledged_at,
+        o.resolved_at,
+        epoch(o.acknowledged_at) - epoch(o.created_at) as seconds_to_acknowledge,
+        epoch(o.resolved_at) - epoch(o.created_at) as seconds_to_resolve,
+        case
+            when o.resolved_at is null and not o.is_merged
+                then epoch(a.data_as_of) - epoch(o.created_at)
+        end as seconds_open_so_far,
+        o.resolved_at is null and not o.is_merged as is_open,
+        o.is_merged,
+        o.is_auto_resolved,
+        case
+            when t.team_key is null then null
+            else not (
+                list_contains(t.business_isodows, isodow(timezone(t.time_zone, o.created_at)))
+                and cast(timezone(t.time_zone, o.created_at) as time) >= t.business_hours_start
+                and cast(timezone(t.time_zone, o.created_at) as time) < t.business_hours_end
+            )
+        end as is_after_hours,
+        o.handoffs,
+        o.n_retriggers,
+        l.linked_deployment_id,
+        a.data_as_of
+    from owned as o
+    cross join data_as_of as a
+    left join staging.stg_ownership__teams as t on t.team_key = o.team_key
+    left join linked as l on l.incident_id = o.incident_id
+)
+
+select * from final
+order by created_at, incident_id

@@ -1,0 +1,8 @@
+-- raw.ownership_service_owners: which team owned each PagerDuty service over which dates.
+create table if not exists raw.ownership_service_owners (
+    service_id varchar not null,
+    service_name varchar not null,
+    team_key varchar not null,
+    valid_from date,  -- null: since the beginning of history
+    valid_to date     -- exclusive; null: still the owner
+);
