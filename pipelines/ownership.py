@@ -422,8 +422,11 @@ def load_backstage_catalog(paths: list[Path]) -> Ownership:
 
 
 def _backstage_hint(message: str, team_docs, component_docs) -> str:
+    """Re-point an error about the generated document at the catalog entity it came from."""
+    detail = message.split(": ", 1)[1] if ": " in message else message
     for source, line, doc in component_docs + team_docs:
-        name = (doc.get("metadata") or {}).get("name")
-        if name and repr(str(name)) in message or (name and f"'{str(name).lower()}'" in message):
-            return f"{source}:{line}: " + message.split(": ", 1)[1]
+        meta = doc.get("metadata") or {}
+        names = {str(meta.get("name") or "").lower(), str((meta.get("annotations") or {}).get(ANNOTATION_PD_SERVICE) or "")}
+        if any(n and repr(n) in detail for n in names):
+            return f"{source}:{line}: {detail}"
     return message

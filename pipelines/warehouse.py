@@ -166,6 +166,13 @@ def frame_to_markdown(df: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------------- raw upserts
 
 
+def register(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Expose a DataFrame to SQL as ``name``. DuckDB 2 refuses while an earlier result is unread,
+    so finish it first (the statements before this one were all writes)."""
+    con.complete()
+    con.register(name, frame)
+
+
 @dataclass
 class UpsertResult:
     received: int = 0  # records handed in (after de-duplication within the batch)
@@ -208,7 +215,7 @@ def upsert_raw(
     changed_before = con.execute(
         f"select count(*) from raw.{table} where run_id = ?", [run_id]
     ).fetchone()[0]
-    con.register("incoming_records", frame[columns])
+    register(con, "incoming_records", frame[columns])
     try:
         con.execute(
             f"""
@@ -230,7 +237,7 @@ def replace_frame(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame
     """Replace the contents of an existing table with a DataFrame (caller owns the transaction)."""
     con.execute(f"delete from {schema}.{table}")
     if not frame.empty:
-        con.register("incoming_frame", frame)
+        register(con, "incoming_frame", frame)
         try:
             cols = ", ".join(frame.columns)
             con.execute(f"insert into {schema}.{table} ({cols}) select {cols} from incoming_frame")
@@ -242,7 +249,7 @@ def replace_frame(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame
 def write_frame_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
                       description: str = "", column_docs: dict[str, str] | None = None) -> int:
     """Create or replace ``schema.table`` from a DataFrame computed in Python (e.g. statistics)."""
-    con.register("incoming_frame", frame)
+    register(con, "incoming_frame", frame)
     try:
         with transaction(con):
             con.execute(f"create or replace table {schema}.{table} as select * from incoming_frame")
@@ -326,3 +333,29 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict
         con.execute("detach snapshot")
     os.replace(tmp, target)
     return counts
+
+
+def build_order(schemas: tuple[str, ...] = ("staging", "marts")) -> list[SqlFile]:
+    """The SQL files of ``schemas`` in an order where every table comes after the tables it reads."""
+    files = {(f.schema, f.table): f for schema in schemas for f in sql_files(schema)}
+    ordered: list[SqlFile] = []
+    done: set[tuple[str, str]] = set()
+
+    def visit(key: tuple[str, str], path: tuple[tuple[str, str], ...]) -> None:
+        if key in done or key not in files:
+            return
+        if key in path:
+            raise ValueError(f"SQL dependency cycle: {' -> '.join('.'.join(k) for k in (*path, key))}")
+        for ref in files[key].references:
+            visit(ref, (*path, key))
+        done.add(key)
+        ordered.append(files[key])
+
+    for key in files:
+        visit(key, ())
+    return ordered
+
+
+def build_all(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] = ("staging", "marts")) -> dict[str, int]:
+    """Build every staging and marts table in dependency order (what the Dagster assets do, one by one)."""
+    return {f"{f.schema}.{f.table}": build_table(con, f) for f in build_order(schemas)}

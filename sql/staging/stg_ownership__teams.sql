@@ -13,6 +13,6 @@ select
     time_zone,
     cast(business_hours_start as time) as business_hours_start,
     cast(business_hours_end as time) as business_hours_end,
-    list_transform(string_split(business_isodows, ','), d -> cast(d as integer)) as business_isodows,
+    list_transform(string_split(business_isodows, ','), lambda d: cast(d as integer)) as business_isodows,
     adopted_on
 from raw.ownership_teams

@@ -1,0 +1,205 @@
+"""The staging and marts SQL on a small hand-made warehouse: exact values for every definition edge case.
+
+The fixture (all times UTC):
+
+team alpha: Europe/Berlin, 09:00-17:00 Mon-Fri, adopted 2025-06-01; owns S1 until 2025-05-14
+team beta:  America/New_York, 09:00-17:00 Mon-Fri, not adopted; owns S1 from 2025-05-15, and S2
+
+I9  S1 Fri 2025-03-28 07:30 (Berlin 08:30 CET: after hours)   ack +120 s  resolved +3600 s
+I8  S1 Mon 2025-03-31 07:30 (Berlin 09:30 CEST, after the DST switch: business hours) ack +60 s resolved +3600 s
+I1  S1 Thu 2025-05-01 10:00 (business hours)    ack +300 s  resolved +3600 s
+I2  S1 Sat 2025-05-03 10:00 (weekend)           ack +600 s  resolved +7200 s; assign, escalate, assign = 2 handoffs
+I3  S1 Tue 2025-05-20 10:00 -> beta (New York 06:00: after hours) ack +60 s, auto-resolved by timeout +1800 s
+I4  S2 merged away                               excluded from metrics
+I6  S2 2025-05-10 00:00 key k1, ack +300 s, resolved 00:30; I7 same key 06:00 (within 24 h), resolved 07:00
+    -> one incident of 25200 s with one re-trigger
+I5  S2 2025-05-25 00:00 still open, ack at 02:00 (the newest record: data_as_of = 2025-05-25 02:00)
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from pipelines import ingest
+from pipelines import warehouse as wh
+from pipelines.ownership import parse_ownership
+from tests.factories import pd_incident, pd_log_entry
+
+OWNERSHIP = """
+version: 1
+teams:
+  - key: alpha
+    name: Alpha
+    time_zone: Europe/Berlin
+    business_hours: {start: "09:00", end: "17:00", days: [mon, tue, wed, thu, fri]}
+    adopted_on: 2025-06-01
+  - key: beta
+    name: Beta
+    time_zone: America/New_York
+services:
+  - pagerduty_service_id: S1
+    name: checkout
+    repos: [acme/checkout]
+    owners:
+      - team: alpha
+      - team: beta
+        from: 2025-05-15
+  - pagerduty_service_id: S2
+    name: search
+    owner: beta
+"""
+
+RUN = "run-1"
+NOW = datetime(2025, 5, 26, tzinfo=timezone.utc)
+
+
+def _incidents():
+    return [
+        pd_incident("I9", "S1", "2025-03-28T07:30:00Z", resolved="2025-03-28T08:30:00Z"),
+        pd_incident("I8", "S1", "2025-03-31T07:30:00Z", resolved="2025-03-31T08:30:00Z"),
+        pd_incident("I1", "S1", "2025-05-01T10:00:00Z", resolved="2025-05-01T11:00:00Z", priority="P2"),
+        pd_incident("I2", "S1", "2025-05-03T10:00:00Z", resolved="2025-05-03T12:00:00Z", urgency="low"),
+        pd_incident("I3", "S1", "2025-05-20T10:00:00Z", resolved="2025-05-20T10:30:00Z"),
+        pd_incident("I4", "S2", "2025-05-12T10:00:00Z", resolved="2025-05-12T10:05:00Z", merged=True),
+        pd_incident("I6", "S2", "2025-05-10T00:00:00Z", resolved="2025-05-10T00:30:00Z", key="k1"),
+        pd_incident("I7", "S2", "2025-05-10T06:00:00Z", resolved="2025-05-10T07:00:00Z", key="k1"),
+        pd_incident("I5", "S2", "2025-05-25T00:00:00Z", status="acknowledged"),
+    ]
+
+
+def _log_entries():
+    L = pd_log_entry
+    return [
+        L("L90", "I9", "trigger", "2025-03-28T07:30:00Z"),
+        L("L91", "I9", "acknowledge", "2025-03-28T07:32:00Z"),
+        L("L92", "I9", "resolve", "2025-03-28T08:30:00Z"),
+        L("L80", "I8", "acknowledge", "2025-03-31T07:31:00Z"),
+        L("L10", "I1", "acknowledge", "2025-05-01T10:05:00Z"),
+        L("L11", "I1", "acknowledge", "2025-05-01T10:09:00Z"),  # a second ack does not count
+        L("L20", "I2", "assign", "2025-05-03T10:00:00Z", assignees=1),
+        L("L21", "I2", "escalate", "2025-05-03T10:20:00Z", assignees=1),
+        L("L22", "I2", "assign", "2025-05-03T10:30:00Z", assignees=1),
+        L("L23", "I2", "acknowledge", "2025-05-03T10:10:00Z"),
+        L("L30", "I3", "acknowledge", "2025-05-20T10:01:00Z"),
+        L("L31", "I3", "resolve", "2025-05-20T10:30:00Z", channel="timeout", agent="service_reference"),
+        L("L60", "I6", "acknowledge", "2025-05-10T00:05:00Z"),
+        L("L70", "I7", "acknowledge", "2025-05-10T06:02:00Z"),
+        L("L50", "I5", "acknowledge", "2025-05-25T02:00:00Z"),
+    ]
+
+
+@pytest.fixture()
+def con(tmp_path):
+    con = wh.connect(tmp_path / "warehouse.duckdb")
+    wh.ensure_schemas(con)
+    ingest.load_ownership_tables(con, parse_ownership(OWNERSHIP))
+    with wh.transaction(con):
+        wh.upsert_raw(con, "pagerduty_incidents", _incidents(), run_id=RUN, fetched_at=NOW)
+        wh.upsert_raw(con, "pagerduty_log_entries", _log_entries(), run_id=RUN, fetched_at=NOW)
+    wh.build_all(con)
+    yield con
+    con.close()
+
+
+def _fct(con) -> dict[str, dict]:
+    df = con.execute("select * from marts.fct_incidents").df()
+    return {r["incident_id"]: r for r in df.to_dict("records")}
+
+
+def test_fct_incidents_times_and_team_as_of_creation(con):
+    f = _fct(con)
+    assert sorted(f) == ["I1", "I2", "I3", "I4", "I5", "I6", "I8", "I9"]  # I7 folded into I6
+    assert (f["I1"]["team_key"], f["I1"]["seconds_to_acknowledge"], f["I1"]["seconds_to_resolve"]) == ("alpha", 300, 3600)
+    assert (f["I2"]["seconds_to_acknowledge"], f["I2"]["seconds_to_resolve"], f["I2"]["handoffs"]) == (600, 7200, 2)
+    assert f["I1"]["priority"] == "P2" and f["I2"]["urgency"] == "low"
+    # ownership moved on 2025-05-15: the same service's incident belongs to the new team
+    assert f["I3"]["team_key"] == "beta"
+
+
+def test_merged_open_auto_resolved_and_retriggers(con):
+    f = _fct(con)
+    assert f["I4"]["is_merged"] and not f["I1"]["is_merged"]
+    assert f["I3"]["is_auto_resolved"] and not f["I1"]["is_auto_resolved"]
+    assert f["I5"]["is_open"] and f["I5"]["resolved_at"] is None or str(f["I5"]["resolved_at"]) == "NaT"
+    assert f["I5"]["seconds_open_so_far"] == 7200  # censored at data_as_of 2025-05-25 02:00
+    assert f["I5"]["seconds_to_acknowledge"] == 7200
+    assert f["I6"]["n_retriggers"] == 1
+    assert f["I6"]["seconds_to_resolve"] == 25200  # 00:00 -> 07:00, first trigger to final resolve
+    assert f["I6"]["seconds_to_acknowledge"] == 300
+
+
+def test_after_hours_in_team_time_zone_across_dst(con):
+    f = _fct(con)
+    assert f["I9"]["is_after_hours"]  # 08:30 CET, before the switch
+    assert not f["I8"]["is_after_hours"]  # 09:30 CEST, after the switch
+    assert not f["I1"]["is_after_hours"]
+    assert f["I2"]["is_after_hours"]  # Saturday
+    assert f["I3"]["is_after_hours"]  # 06:00 in New York
+
+
+def test_team_baselines_hand_computed(con):
+    rows = con.execute(
+        "select team_key, period_kind, period_start, period_end, n_incidents, n_resolved, n_open, "
+        "median_seconds_to_resolve, p90_seconds_to_resolve, median_seconds_to_acknowledge "
+        "from marts.team_baselines order by team_key"
+    ).fetchall()
+    assert rows == [
+        # alpha: I9, I8, I1, I2 -> TTR [3600, 3600, 3600, 7200], TTA [120, 60, 300, 600]
+        ("alpha", "pre_adoption_90d", date(2025, 3, 3), date(2025, 6, 1), 4, 4, 0, 3600.0, None, 210.0),
+        # beta: I3 (1800), I6+I7 (25200), I5 open; TTA [60, 300, 7200]; trailing window to data_as_of + 1 day
+        ("beta", "trailing_90d", date(2025, 2, 25), date(2025, 5, 26), 3, 2, 1, 13500.0, None, 300.0),
+    ]
+
+
+def test_team_monthly_metrics(con):
+    rows = con.execute(
+        "select team_key, month, n_incidents, n_resolved, n_open, median_seconds_to_resolve, "
+        "after_hours_share, handoffs_per_incident from marts.team_monthly_metrics order by team_key, month"
+    ).fetchall()
+    assert rows == [
+        ("alpha", date(2025, 3, 1), 2, 2, 0, 3600.0, 0.5, 0.0),
+        ("alpha", date(2025, 5, 1), 2, 2, 0, 5400.0, 0.5, 1.0),
+        # New York: I3 06:00 Tue, I6 20:00 Fri, I5 20:00 Sat: all outside 09:00-17:00
+        ("beta", date(2025, 5, 1), 3, 2, 1, 13500.0, 1.0, 0.0),
+    ]
+
+
+def test_dim_tables(con):
+    assert con.execute("select team_key, n_services_now from marts.dim_teams order by 1").fetchall() == [
+        ("alpha", 0), ("beta", 2)]
+    assert con.execute(
+        "select service_id, current_team_key, n_owner_changes, repos, in_ownership_file from marts.dim_services order by 1"
+    ).fetchall() == [("S1", "beta", 1, ["acme/checkout"], True), ("S2", "beta", 0, [], True)]
+
+
+def test_rebuilding_is_idempotent(con):
+    before = {t: con.execute(f"select * from {t} order by all").fetchall() for t in wh.build_all(con)}
+    wh.build_all(con)
+    after = {t: con.execute(f"select * from {t} order by all").fetchall() for t in before}
+    assert before == after
+
+
+def test_raw_upsert_keeps_unchanged_rows_and_updates_changed(con):
+    changed = pd_incident("I5", "S2", "2025-05-25T00:00:00Z", resolved="2025-05-25T03:00:00Z")
+    with wh.transaction(con):
+        same = wh.upsert_raw(con, "pagerduty_incidents", _incidents()[:3], run_id="run-2", fetched_at=NOW)
+        new = wh.upsert_raw(con, "pagerduty_incidents", [changed], run_id="run-2", fetched_at=NOW)
+    assert (same.received, same.changed) == (3, 0)
+    assert (new.received, new.changed) == (1, 1)
+    assert con.execute("select count(*), count(*) filter (where run_id = 'run-2') from raw.pagerduty_incidents"
+                       ).fetchone() == (9, 1)
+    wh.build_all(con)
+    assert _fct(con)["I5"]["seconds_to_resolve"] == 10800
+
+
+def test_sql_files_document_every_marts_column(con):
+    for f in wh.sql_files("marts"):
+        columns = [r[0] for r in con.execute(
+            "select column_name from information_schema.columns where table_schema='marts' and table_name=?",
+            [f.table]).fetchall()]
+        undocumented = [c for c in columns if c not in f.column_docs]
+        assert f.description, f.table
+        # every column except obvious pass-through ids carries a comment in DuckDB
+        assert len(undocumented) <= 4, (f.table, undocumented)
