@@ -166,7 +166,7 @@ def sync_pagerduty_incidents(con, client, *, run_id: str, now: datetime, setting
         if row[0] not in seen
     ]
     for incident_id in still_open:
-        records.append(client.incident(incident_id))
+        records.append(client.incident(incident_id))  # GET /incidents/{id}: a handful a night
     good, bad = split_valid(records, "created_at")
     result = StreamResult(PAGERDUTY, "incidents", since, now)
     new_hwm = max([hwm] * (hwm is not None) + [parse_time(r["created_at"]) for r in good], default=None)
