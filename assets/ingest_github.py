@@ -26,7 +26,7 @@ def github_deployments(context: dg.AssetExecutionContext, github: GitHubResource
     repos = ownership.load().repos
     with github.client() as client, warehouse.connect() as con:
         deployments, statuses = ingest.sync_github_deployments(
-            con, client, repos, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+            con, client, repos, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
         )
         yield dg.MaterializeResult(asset_key=["raw", "github_deployments"], metadata={
             **deployments.metadata(), "repos": len(repos),
@@ -43,7 +43,7 @@ def github_pull_requests(context: dg.AssetExecutionContext, github: GitHubResour
     repos = ownership.load().repos
     with github.client() as client, warehouse.connect() as con:
         result = ingest.sync_github_pull_requests(
-            con, client, repos, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+            con, client, repos, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
         )
         return dg.MaterializeResult(metadata={
             **result.metadata(), "dagster/row_count": wh.table_rows(con, "raw", "github_pull_requests")})

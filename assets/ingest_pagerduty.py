@@ -29,7 +29,7 @@ def _directory_asset(stream: str, description: str):
                warehouse: WarehouseResource) -> dg.MaterializeResult:
         with pagerduty.client() as client, warehouse.connect() as con:
             result = ingest.sync_pagerduty_directory(
-                con, client, stream=stream, run_id=context.run_id, now=datetime.now(timezone.utc)
+                con, client, stream=stream, run_id=context.run.run_id, now=datetime.now(timezone.utc)
             )
             context.log.info(f"PagerDuty {stream}: {result.received} records, {result.changed} changed")
             return _materialize(result, con, f"pagerduty_{stream}")
@@ -48,7 +48,7 @@ def pagerduty_incidents(context: dg.AssetExecutionContext, pagerduty: PagerDutyR
     six months from the bookmark (minus a one-hour rewind), plus every incident still open."""
     with pagerduty.client() as client, warehouse.connect() as con:
         result = ingest.sync_pagerduty_incidents(
-            con, client, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+            con, client, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
         )
         context.log.info(f"PagerDuty incidents {result.window_start:%Y-%m-%d %H:%M} to {result.window_end:%Y-%m-%d %H:%M}: "
                          f"{result.received} records, {result.changed} changed, {result.quarantined} quarantined")
@@ -62,7 +62,7 @@ def pagerduty_log_entries(context: dg.AssetExecutionContext, pagerduty: PagerDut
     (acknowledgements, reassignments, escalations, resolves): never one request per incident."""
     with pagerduty.client() as client, warehouse.connect() as con:
         result = ingest.sync_pagerduty_log_entries(
-            con, client, run_id=context.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+            con, client, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
         )
         context.log.info(f"PagerDuty log entries: {result.received} records, {result.changed} changed")
         return _materialize(result, con, "pagerduty_log_entries")

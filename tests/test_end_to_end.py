@@ -181,7 +181,7 @@ def test_deployments_exact(warehouse_after_two_runs):
         "select deployment_id, repo, is_production, final_state, is_successful, team_key, caused_incident, "
         "seconds_to_recover from marts.fct_deployments order by 1"
     ).fetchall() == [
-        (101, "acme/svc-a", True, "success", True, "blue", True, 3.0 * 3600 - 300 + 900),
+        (101, "acme/svc-a", True, "success", True, "blue", True, 7800.0),  # success 13:05 -> P004 resolved 15:15
         (102, "acme/svc-a", False, "failure", False, "blue", False, None),
     ]
 
@@ -200,7 +200,7 @@ def test_metadata_report_and_snapshot(warehouse_after_two_runs):
             (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
     assert mats["marts/fct_incidents"]["dagster/row_count"].value == 6
     assert mats["raw/pagerduty_incidents"]["api_requests"].value >= 1
-    assert mats["raw/pagerduty_log_entries"]["records_received"].value == 6 * 2 + 5 + 1 + 4
+    assert mats["raw/pagerduty_log_entries"]["records_received"].value == 6 * 2 + 5 + 1 + 5  # trigger+assign, acks, reassignment, resolves
     data = warehouse_after_two_runs["dir"]
     csv = (data / "reports" / "latest" / "team_baselines.csv").read_text()
     assert "red,pre_adoption_90d,2025-03-03,2025-06-01,3,3,0,3600.0" in csv
