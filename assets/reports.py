@@ -1,4 +1,4 @@
-"""Outputs for people: the leadership report and the analyst snapshot."""
+"""The leadership report (``reports/<date>/``)."""
 
 
 import dagster as dg
@@ -17,17 +17,3 @@ def baseline_report(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         out = write_report(con, warehouse.paths.reports)
     context.log.info(f"report written to {out}")
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out / "index.html"))})
-
-
-@dg.asset(key=["analytics", "snapshot"], group_name="reports", kinds={"duckdb"},
-          deps=[*MARTS, dg.AssetKey(["reports", "baseline_report"])])
-def analytics_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """A read-only copy of the staging and marts schemas in ``analytics.duckdb`` for analysts,
-    written to a new file and renamed into place at the end of a successful run."""
-    with warehouse.connect() as con:
-        counts = wh.publish_snapshot(con, warehouse.paths.analytics)
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(warehouse.paths.analytics)),
-        "tables": len(counts),
-        "rows": dg.MetadataValue.json(counts),
-    })

@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from assets import ingest_github, ingest_pagerduty, ownership, reports, warehouse
+from assets import ingest_github, ingest_pagerduty, ownership, reports, snapshot, warehouse
 from pipelines import config
 from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
@@ -53,7 +53,7 @@ all_assets = [
     *warehouse.staging_assets,
     *warehouse.marts_sql_assets,
     reports.baseline_report,
-    reports.analytics_snapshot,
+    snapshot.analytics_snapshot,
 ]
 
 # DuckDB allows one writer at a time: the nightly job runs its steps in one process, in order.
