@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from assets import ingest_github, ingest_pagerduty, ownership, reports, snapshot, warehouse
+from assets import ingest_github, ingest_pagerduty, metrics, ownership, reports, snapshot, warehouse
 from pipelines import config
 from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
@@ -52,6 +52,7 @@ all_assets = [
     ingest_github.github_pull_requests,
     *warehouse.staging_assets,
     *warehouse.marts_sql_assets,
+    metrics.statistics_marts,
     reports.baseline_report,
     snapshot.analytics_snapshot,
 ]

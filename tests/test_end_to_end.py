@@ -223,3 +223,17 @@ def test_tokens_never_reach_the_warehouse_or_report(warehouse_after_two_runs):
         if path.is_file():
             blob = path.read_bytes()
             assert PD_TOKEN.encode() not in blob and GH_TOKEN.encode() not in blob, path
+
+
+def test_statistics_marts_say_insufficient_data_for_a_tiny_team(warehouse_after_two_runs):
+    con = warehouse_after_two_runs["con"]
+    # red adopted 2025-06-01; its 3 incidents (May 5-7) fall in the 30-day transition window, so the
+    # transition-excluded comparison has none before, and the "all" variant has 3: under 20 per arm.
+    rows = con.execute(
+        "select variant, n_before, n_after, verdict, low_power from marts.team_comparisons "
+        "where team = 'red' and metric = 'time_to_resolve' order by variant"
+    ).fetchall()
+    assert rows == [("all", 3, 0, "insufficient_data", True), ("transition_excluded", 0, 0, "insufficient_data", True)]
+    assert con.execute("select count(*) from marts.team_comparisons where team = 'blue'").fetchone() == (0,)
+    org = con.execute("select verdict from marts.org_effects where metric = 'time_to_resolve'").fetchone()
+    assert org == ("insufficient_data",)
