@@ -203,3 +203,55 @@ def test_sql_files_document_every_marts_column(con):
         assert f.description, f.table
         # every column except obvious pass-through ids carries a comment in DuckDB
         assert len(undocumented) <= 4, (f.table, undocumented)
+
+
+def _deployment(id_, env, created):
+    return {"id": id_, "sha": f"{id_:040d}", "ref": "main", "environment": env, "created_at": created,
+            "task": "deploy", "payload": {}}
+
+
+def _status(id_, deployment, state, created):
+    return {"id": id_, "state": state, "created_at": created,
+            "deployment_url": f"https://api.github.com/repos/acme/checkout/deployments/{deployment}"}
+
+
+def _pull(id_, number, created, merged):
+    return {"id": id_, "number": number, "state": "closed", "created_at": created, "updated_at": merged or created,
+            "closed_at": merged or created, "merged_at": merged, "merge_commit_sha": None}
+
+
+def test_delivery_metrics_hand_computed(con):
+    """D1 prod success 05-01 08:10 is followed by I1 (S1, 10:00, resolved 11:00): a failed change,
+    recovered in 11:00 - 08:10 = 10200 s. D2 prod success 05-04 12:05: no incident within 24 h.
+    D3 is staging. PR1 merged 04-30 20:00 ships with D1 (43800 s); PR2 merged 05-02 00:00 with D2
+    (216300 s); PR3 was closed unmerged; PR4 merged 05-10 has no deployment yet."""
+    with wh.transaction(con):
+        wh.upsert_raw(con, "github_deployments", [
+            _deployment(1, "production", "2025-05-01T08:00:00Z"),
+            _deployment(2, "production", "2025-05-04T12:00:00Z"),
+            _deployment(3, "staging", "2025-05-02T09:00:00Z"),
+        ], run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        wh.upsert_raw(con, "github_deployment_statuses", [
+            _status(11, 1, "in_progress", "2025-05-01T08:00:00Z"), _status(12, 1, "success", "2025-05-01T08:10:00Z"),
+            _status(21, 2, "success", "2025-05-04T12:05:00Z"), _status(31, 3, "success", "2025-05-02T09:01:00Z"),
+        ], run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        wh.upsert_raw(con, "github_pull_requests", [
+            _pull(101, 1, "2025-04-29T10:00:00Z", "2025-04-30T20:00:00Z"),
+            _pull(102, 2, "2025-05-01T10:00:00Z", "2025-05-02T00:00:00Z"),
+            _pull(103, 3, "2025-05-01T10:00:00Z", None),
+            _pull(104, 4, "2025-05-09T10:00:00Z", "2025-05-10T00:00:00Z"),
+        ], run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+    wh.build_all(con)
+    assert _fct(con)["I1"]["linked_deployment_id"] == 1
+    assert con.execute(
+        "select deployment_id, is_production, final_state, team_key, caused_incident, seconds_to_recover "
+        "from marts.fct_deployments order by 1").fetchall() == [
+        (1, True, "success", "alpha", True, 10200.0),
+        (2, True, "success", "alpha", False, None),
+        (3, False, "success", "alpha", False, None),
+    ]
+    assert con.execute(
+        "select number, deployment_id, seconds_lead_time from marts.fct_pull_requests order by number").fetchall() == [
+        (1, 1, 43800.0), (2, 2, 216300.0), (4, None, None)]
+    assert con.execute("select * from marts.team_delivery_monthly").fetchall() == [
+        ("alpha", date(2025, 5, 1), 2, 1, 0.5, 10200.0, 2, 130050.0)]
