@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test validate bench dagster clean venv
+.PHONY: demo test validate bench dagster clean venv docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 (python3.11 or python3) on PATH"; exit 1; }
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python -m pipelines.validation --replications 1000 --seed 20261126 --out docs/validation.md
+
+docs: $(STAMP)
+	$(BIN)/python -m pipelines.dictionary
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

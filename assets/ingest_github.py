@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from pipelines import ingest
+from pipelines import backfill, ingest
 from pipelines import warehouse as wh
+from pipelines.backfill import BackfillConfig
 from pipelines.resources import GitHubResource, OwnershipResource, WarehouseResource
 
 KINDS = {"python", "duckdb"}
@@ -21,13 +22,19 @@ KINDS = {"python", "duckdb"}
                      description="Statuses of new deployments and of deployments not final at the last run."),
     ],
 )
-def github_deployments(context: dg.AssetExecutionContext, github: GitHubResource, ownership: OwnershipResource,
-                       warehouse: WarehouseResource):
+def github_deployments(context: dg.AssetExecutionContext, config: BackfillConfig, github: GitHubResource,
+                       ownership: OwnershipResource, warehouse: WarehouseResource):
     repos = ownership.load().repos
+    now = datetime.now(timezone.utc)
+    rng = config.range(now)
     with github.client() as client, warehouse.connect() as con:
-        deployments, statuses = ingest.sync_github_deployments(
-            con, client, repos, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
-        )
+        if rng is not None:  # the backfill job: deployments created in the range, bookmarks untouched
+            deployments, statuses = backfill.backfill_github_deployments(
+                con, client, repos, rng, run_id=context.run.run_id, now=now, echo=backfill.progress_echo(context, config))
+        else:
+            deployments, statuses = ingest.sync_github_deployments(
+                con, client, repos, run_id=context.run.run_id, now=now, settings=warehouse.sync_settings
+            )
         yield dg.MaterializeResult(asset_key=["raw", "github_deployments"], metadata={
             **deployments.metadata(), "repos": len(repos),
             "dagster/row_count": wh.table_rows(con, "raw", "github_deployments")})
@@ -36,14 +43,20 @@ def github_deployments(context: dg.AssetExecutionContext, github: GitHubResource
 
 
 @dg.asset(key=["raw", "github_pull_requests"], group_name="raw", kinds=KINDS)
-def github_pull_requests(context: dg.AssetExecutionContext, github: GitHubResource, ownership: OwnershipResource,
-                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+def github_pull_requests(context: dg.AssetExecutionContext, config: BackfillConfig, github: GitHubResource,
+                         ownership: OwnershipResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Closed pull requests of the repos in the ownership file (for lead time), most recently
-    updated first until the bookmark."""
+    updated first until the bookmark (the backfill job: those updated in its range)."""
     repos = ownership.load().repos
+    now = datetime.now(timezone.utc)
+    rng = config.range(now)
     with github.client() as client, warehouse.connect() as con:
-        result = ingest.sync_github_pull_requests(
-            con, client, repos, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
-        )
+        if rng is not None:
+            result = backfill.backfill_github_pull_requests(
+                con, client, repos, rng, run_id=context.run.run_id, now=now, echo=backfill.progress_echo(context, config))
+        else:
+            result = ingest.sync_github_pull_requests(
+                con, client, repos, run_id=context.run.run_id, now=now, settings=warehouse.sync_settings
+            )
         return dg.MaterializeResult(metadata={
             **result.metadata(), "dagster/row_count": wh.table_rows(con, "raw", "github_pull_requests")})

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from pipelines import ingest
+from pipelines import backfill, ingest
+from pipelines.backfill import BackfillConfig
 from pipelines.resources import PagerDutyResource, WarehouseResource
 
 GROUP = "raw"
@@ -42,27 +43,42 @@ pagerduty_services = _directory_asset("services", "PagerDuty services as sent by
 
 
 @dg.asset(key=["raw", "pagerduty_incidents"], group_name=GROUP, kinds=KINDS)
-def pagerduty_incidents(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+def pagerduty_incidents(context: dg.AssetExecutionContext, config: BackfillConfig, pagerduty: PagerDutyResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PagerDuty incidents as sent by GET /incidents, read by creation-time windows of at most
-    six months from the bookmark (minus a one-hour rewind), plus every incident still open."""
+    six months from the bookmark (minus a one-hour rewind), plus every incident still open.
+    With ``backfill_since`` in the run config (the ``backfill`` job): the incidents created in
+    that range instead, the bookmark untouched."""
+    now = datetime.now(timezone.utc)
+    rng = config.range(now)
     with pagerduty.client() as client, warehouse.connect() as con:
-        result = ingest.sync_pagerduty_incidents(
-            con, client, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
-        )
+        if rng is not None:
+            result = backfill.backfill_pagerduty(con, client, "incidents", rng, run_id=context.run.run_id, now=now,
+                                                 echo=backfill.progress_echo(context, config))
+        else:
+            result = ingest.sync_pagerduty_incidents(
+                con, client, run_id=context.run.run_id, now=now, settings=warehouse.sync_settings
+            )
         context.log.info(f"PagerDuty incidents {result.window_start:%Y-%m-%d %H:%M} to {result.window_end:%Y-%m-%d %H:%M}: "
                          f"{result.received} records, {result.changed} changed, {result.quarantined} quarantined")
         return _materialize(result, con, "pagerduty_incidents")
 
 
 @dg.asset(key=["raw", "pagerduty_log_entries"], group_name=GROUP, kinds=KINDS)
-def pagerduty_log_entries(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+def pagerduty_log_entries(context: dg.AssetExecutionContext, config: BackfillConfig, pagerduty: PagerDutyResource,
                           warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PagerDuty log entries from the account-wide GET /log_entries feed by time window
-    (acknowledgements, reassignments, escalations, resolves): never one request per incident."""
+    (acknowledgements, reassignments, escalations, resolves): never one request per incident.
+    With ``backfill_since`` in the run config: the entries created in that range."""
+    now = datetime.now(timezone.utc)
+    rng = config.range(now)
     with pagerduty.client() as client, warehouse.connect() as con:
-        result = ingest.sync_pagerduty_log_entries(
-            con, client, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
-        )
+        if rng is not None:
+            result = backfill.backfill_pagerduty(con, client, "log_entries", rng, run_id=context.run.run_id, now=now,
+                                                 echo=backfill.progress_echo(context, config))
+        else:
+            result = ingest.sync_pagerduty_log_entries(
+                con, client, run_id=context.run.run_id, now=now, settings=warehouse.sync_settings
+            )
         context.log.info(f"PagerDuty log entries: {result.received} records, {result.changed} changed")
         return _materialize(result, con, "pagerduty_log_entries")

@@ -1,7 +1,8 @@
-"""The ``incident-metrics`` command: demo, run, report, emulator, compare.
+"""The ``incident-metrics`` command: demo, run, backfill, report, emulator, compare.
 
     incident-metrics demo       the whole nightly job against the bundled emulator, then where the results are
     incident-metrics run        the nightly job, in-process, configured from the environment
+    incident-metrics backfill   re-read a historical range (--since DATE [--until DATE]), then rebuild
     incident-metrics report     re-render the report from the warehouse, without syncing
     incident-metrics emulator   serve the synthetic PagerDuty + GitHub organisation on 127.0.0.1
     incident-metrics compare    the before/after statistics on any incident table (CSV or Parquet)
@@ -46,6 +47,54 @@ def run_nightly(*, raise_on_error: bool = False) -> bool:
     return result.success
 
 
+def run_backfill(since: str, until: str | None = None, *, window_days: int = 7, echo_progress: bool = True,
+                 raise_on_error: bool = False) -> bool:
+    """Run the ``backfill`` job in this process: re-read [since, until) and rebuild downstream."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    run_config: dict = {"since": since, "window_days": window_days, "echo_progress": echo_progress,
+                        # the progress lines are printed plainly; the console log only shows problems
+                        "log_level": "WARNING" if echo_progress else "INFO"}
+    if until:
+        run_config["until"] = until
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("backfill").execute_in_process(
+        instance=instance, raise_on_error=raise_on_error, run_config=run_config)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+                err = event.step_failure_data.error
+                while err.cause is not None:
+                    err = err.cause
+                print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+    return result.success
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from pipelines.backfill import BackfillRange
+    from datetime import datetime, timezone
+
+    try:
+        rng = BackfillRange.parse(args.since, args.until, now=datetime.now(timezone.utc), window_days=args.window_days)
+    except ValueError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    print(f"backfill {rng.since:%Y-%m-%d %H:%M} to {rng.until:%Y-%m-%d %H:%M} UTC, "
+          f"{len(rng.windows())} windows of {args.window_days} days", flush=True)
+    ok = run_backfill(args.since, args.until, window_days=args.window_days)
+    if not ok:
+        print("backfill failed; finished windows are kept, run it again to complete", file=sys.stderr)
+        return 1
+    paths = config.DataPaths.from_env()
+    print(f"backfill finished in {time.monotonic() - started:.1f} s (bookmarks unchanged)")
+    print(f"warehouse: {paths.warehouse}")
+    print(f"analyst snapshot: {paths.analytics}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ok = run_nightly()
@@ -62,18 +111,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines import warehouse as wh
-    from pipelines.report.render import write_report
+    from pipelines.report.render import last_pdf_status, write_report
 
     paths = config.DataPaths.from_env()
     if not paths.warehouse.exists():
         print(f"no warehouse at {paths.warehouse}: run `incident-metrics run` first", file=sys.stderr)
         return 1
-    con = wh.connect(paths.warehouse)
+    con = wh.connect(paths.warehouse, read_only=True)  # reads the marts only: no sync, no writes
     try:
         out = write_report(con, paths.reports)
     finally:
         con.close()
     print(f"report: {out / 'index.html'}")
+    pdf = out / "report.pdf"
+    print(f"pdf:    {pdf}" if pdf.exists() else f"pdf:    {last_pdf_status(out)}")
     return 0
 
 
@@ -169,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the nightly job in-process (configuration from the environment)")
     run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser("backfill", help="re-read a historical range (bookmarks unchanged), then rebuild")
+    backfill.add_argument("--since", required=True, help="start, YYYY-MM-DD (UTC, inclusive)")
+    backfill.add_argument("--until", default=None, help="end, YYYY-MM-DD (UTC, exclusive); default now")
+    backfill.add_argument("--window-days", type=int, default=7, help="days per window / progress line (default 7)")
+    backfill.set_defaults(func=cmd_backfill)
 
     report = sub.add_parser("report", help="re-render the report from the warehouse without syncing")
     report.set_defaults(func=cmd_report)

@@ -11,8 +11,9 @@ import os
 
 import dagster as dg
 
-from assets import ingest_github, ingest_pagerduty, metrics, ownership, reports, snapshot, warehouse
+from assets import checks, ingest_github, ingest_pagerduty, metrics, ownership, reports, snapshot, warehouse
 from pipelines import config
+from pipelines.backfill import build_backfill_job
 from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
 
@@ -65,6 +66,10 @@ nightly_job = dg.define_asset_job(
     description="Sync PagerDuty and GitHub, rebuild staging and marts, write the report and the analyst snapshot.",
 )
 
+# Re-read a historical range (run config: since, until); see pipelines/backfill.py.
+backfill_job = build_backfill_job([ingest_pagerduty.pagerduty_incidents, ingest_pagerduty.pagerduty_log_entries,
+                                   ingest_github.github_deployments, ingest_github.github_pull_requests])
+
 nightly_schedule = dg.ScheduleDefinition(
     name="nightly_schedule",
     job=nightly_job,
@@ -76,7 +81,8 @@ nightly_schedule = dg.ScheduleDefinition(
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[nightly_job],
+    asset_checks=checks.all_checks,  # data quality: docs/data-quality.md
+    jobs=[nightly_job, backfill_job],
     schedules=[nightly_schedule],
     resources=build_resources(),
 )

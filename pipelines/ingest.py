@@ -21,7 +21,7 @@ import duckdb
 
 from pipelines import warehouse as wh
 from pipelines.ownership import Ownership
-from pipelines.records import parse_time, split_valid
+from pipelines.records import parse_time, quarantine_inconsistent, split_valid
 
 PAGERDUTY = "pagerduty"
 GITHUB = "github"
@@ -33,6 +33,10 @@ class SyncSettings:
     history_days: int = 730  # how far back the first load reads
     rewind: timedelta = timedelta(hours=1)  # re-read this much before the bookmark
     production_environment: str = "production"
+    # A deployment without a final status is re-read (record and statuses) every night for this
+    # long after its creation (counted back from the bookmark, a data time); one still unfinished
+    # after that is abandoned, and re-reading it for ever would make a night cost grow with history.
+    unfinished_deployment_window: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -147,6 +151,7 @@ def sync_pagerduty_incidents(con, client, *, run_id: str, now: datetime, setting
         for r, rule, reason in bad:
             quarantine(con, source=PAGERDUTY, stream="incidents", record=r, rule=rule, reason=reason, run_id=run_id)
         up = wh.upsert_raw(con, "pagerduty_incidents", good, run_id=run_id, fetched_at=now)
+        quarantine_inconsistent(con, run_id=run_id)  # acks outside their incident (records.py)
         if new_hwm is not None:
             wh.set_high_water_mark(con, PAGERDUTY, "incidents", new_hwm, run_id)
         result.api = _stats_delta(before, _stream_stats(client, "incidents"))
@@ -157,20 +162,25 @@ def sync_pagerduty_incidents(con, client, *, run_id: str, now: datetime, setting
     return result
 
 
-def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, settings: SyncSettings) -> StreamResult:
-    """The account-wide log-entry feed by time window: every ack, resolve and reassignment since
-    the bookmark, one request per 100 entries (never one request per incident)."""
-    since, hwm = _window(con, PAGERDUTY, "log_entries", now, settings)
-    before = _stream_stats(client, "log_entries")
-    records = list(client.log_entries(since, now))
+def split_log_entries(records: list[dict]) -> tuple[list[dict], list[tuple[dict, str, str]]]:
+    """Log entries that can be stored (an id, a time, and the incident they belong to), and the rejects."""
     good, bad = split_valid(records, "created_at")
-    # An entry must name its incident, or it cannot be attributed.
     attributable = []
     for r in good:
         if isinstance(r.get("incident"), dict) and r["incident"].get("id"):
             attributable.append(r)
         else:
             bad.append((r, "missing_incident", "the log entry does not name its incident"))
+    return attributable, bad
+
+
+def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, settings: SyncSettings) -> StreamResult:
+    """The account-wide log-entry feed by time window: every ack, resolve and reassignment since
+    the bookmark, one request per 100 entries (never one request per incident)."""
+    since, hwm = _window(con, PAGERDUTY, "log_entries", now, settings)
+    before = _stream_stats(client, "log_entries")
+    records = list(client.log_entries(since, now))
+    attributable, bad = split_log_entries(records)
     # Embedded full incidents (include[]=incidents) are not stored here: raw keeps the entry as sent.
     result = StreamResult(PAGERDUTY, "log_entries", since, now)
     new_hwm = max([hwm] * (hwm is not None) + [parse_time(r["created_at"]) for r in attributable], default=None)
@@ -178,12 +188,13 @@ def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, setti
         for r, rule, reason in bad:
             quarantine(con, source=PAGERDUTY, stream="log_entries", record=r, rule=rule, reason=reason, run_id=run_id)
         up = wh.upsert_raw(con, "pagerduty_log_entries", attributable, run_id=run_id, fetched_at=now)
+        swept = quarantine_inconsistent(con, run_id=run_id)  # acks outside their incident (records.py)
         if new_hwm is not None:
             wh.set_high_water_mark(con, PAGERDUTY, "log_entries", new_hwm, run_id)
         result.api = _stats_delta(before, _stream_stats(client, "log_entries"))
         wh.record_sync_run(con, run_id=run_id, source=PAGERDUTY, stream="log_entries",
                            stats={**result.api, "records": len(records)}, window=(since, now))
-    result.received, result.changed, result.quarantined = up.received, up.changed, len(bad)
+    result.received, result.changed, result.quarantined = up.received, up.changed, len(bad) + swept
     result.high_water_mark = new_hwm
     return result
 
@@ -194,20 +205,29 @@ def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, setti
 def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: datetime,
                             settings: SyncSettings) -> tuple[StreamResult, StreamResult]:
     """Deployments of each repo, newest first until the bookmark; statuses only for deployments
-    that are new or whose latest status was not final at the last run."""
+    that are new or whose latest status was not final at the last run.
+
+    A deployment that was not final at the last run (``in_progress`` tonight, ``success``
+    tomorrow) and was created within ``settings.unfinished_deployment_window`` of the bookmark is
+    re-read: its statuses, and its record too (GitHub moves its ``updated_at`` with each status),
+    by reading the newest-first list a little further back, down to the oldest such deployment.
+    """
     deployments_result = StreamResult(GITHUB, "deployments", window_end=now)
     statuses_result = StreamResult(GITHUB, "deployment_statuses", window_end=now)
     before_d, before_s = _stream_stats(client, "deployments"), _stream_stats(client, "deployment_statuses")
     for repo in repos:
         stream = f"deployments:{repo}"
         since, hwm = _window(con, GITHUB, stream, now, settings)
+        unfinished = _unfinished_deployments(con, repo, hwm - settings.unfinished_deployment_window) if hwm else {}
+        scan_since = min([since, *unfinished.values()])
         try:
             new = []
             for d in client.deployments(repo):
                 created = parse_time(d.get("created_at")) if isinstance(d, dict) else None
-                if created is not None and created < since:
+                if created is not None and created < scan_since:
                     break  # newest first: everything further is older than the bookmark
-                new.append(d)
+                if created is None or created >= since or str(d.get("id")) in unfinished:
+                    new.append(d)
         except Exception as exc:  # noqa: BLE001 - one unreadable repo must not lose the others
             from pipelines.sources.http import AuthError, ApiError
 
@@ -219,25 +239,9 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
             deployments_result.quarantined += 1
             continue
         good, bad = split_valid(new, "created_at")
-        new_ids = {str(d["id"]) for d in good}
-        unfinished = [
-            int(row[0])
-            for row in con.execute(
-                """
-                select d.id from raw.github_deployments as d
-                where d.repo = ? and not exists (
-                    select 1 from raw.github_deployment_statuses as s
-                    where s.repo = d.repo
-                      and regexp_extract(s.payload ->> 'deployment_url', '/deployments/([0-9]+)$', 1) = d.id
-                      and s.payload ->> 'state' in ('success', 'failure', 'error', 'inactive'))
-                order by 1
-                """,
-                [repo],
-            ).fetchall()
-            if row[0] not in new_ids
-        ]
+        wanted = {int(d["id"]) for d in good} | {int(i) for i in unfinished}
         statuses: list[dict] = []
-        for deployment_id in sorted({int(i) for i in new_ids} | set(unfinished)):
+        for deployment_id in sorted(wanted):
             statuses.extend(client.deployment_statuses(repo, deployment_id))
         good_s, bad_s = split_valid(statuses, "created_at")
         new_hwm = max([hwm] * (hwm is not None) + [parse_time(d["created_at"]) for d in good], default=None)
@@ -262,6 +266,26 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
         wh.record_sync_run(con, run_id=run_id, source=GITHUB, stream="deployment_statuses",
                            stats={**statuses_result.api, "records": statuses_result.received})
     return deployments_result, statuses_result
+
+
+def _unfinished_deployments(con, repo: str, created_since: datetime) -> dict[str, datetime]:
+    """Deployments of ``repo`` created since ``created_since`` without a final status: {id: created_at}."""
+    rows = con.execute(
+        """
+        select d.id, cast(d.payload ->> 'created_at' as timestamptz) as created_at
+        from raw.github_deployments as d
+        where d.repo = ?
+          and cast(d.payload ->> 'created_at' as timestamptz) >= ?
+          and not exists (
+            select 1 from raw.github_deployment_statuses as s
+            where s.repo = d.repo
+              and regexp_extract(s.payload ->> 'deployment_url', '/deployments/([0-9]+)$', 1) = d.id
+              and s.payload ->> 'state' in ('success', 'failure', 'error', 'inactive'))
+        order by 1
+        """,
+        [repo, created_since],
+    ).fetchall()
+    return {str(r[0]): r[1] for r in rows}
 
 
 def sync_github_pull_requests(con, client, repos: list[str], *, run_id: str, now: datetime,

@@ -270,13 +270,16 @@ def high_water_mark(con, source: str, stream: str) -> datetime | None:
 
 
 def set_high_water_mark(con, source: str, stream: str, value: datetime, run_id: str) -> None:
+    """Move the bookmark of ``source``/``stream`` forward to ``value`` (never back: a late or
+    historical read cannot make the next night re-read, or skip, what is already covered).
+    Call it inside the transaction that writes the records it covers."""
     con.execute(
         """
         insert into raw.sync_state (source, stream, high_water_mark, updated_at, run_id)
         values (?, ?, ?, ?, ?)
         on conflict (source, stream) do update set
             high_water_mark = excluded.high_water_mark, updated_at = excluded.updated_at, run_id = excluded.run_id
-        where sync_state.high_water_mark <> excluded.high_water_mark
+        where excluded.high_water_mark > sync_state.high_water_mark
         """,
         [source, stream, value, datetime.now(timezone.utc), run_id],
     )
@@ -298,19 +301,93 @@ def record_sync_run(con, *, run_id: str, source: str, stream: str, stats: dict[s
 # ----------------------------------------------------------------------------------- analyst snapshot
 
 SNAPSHOT_SCHEMAS = ("staging", "marts")
+SNAPSHOT_ALIAS = "analytics_snapshot_tmp"
+
+# Documented extras of the snapshot (beyond the copied tables): name -> (kind, SQL, description, column docs).
+SNAPSHOT_EXTRAS: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "main.data_dictionary": (
+        "view",
+        """
+        select
+            c.schema_name,
+            c.table_name,
+            c.column_name,
+            c.column_index,
+            c.data_type,
+            c.comment as column_description,
+            coalesce(t.comment, v.comment) as table_description
+        from duckdb_columns() as c
+        left join duckdb_tables() as t
+            on t.database_name = c.database_name and t.schema_name = c.schema_name and t.table_name = c.table_name
+        left join duckdb_views() as v
+            on v.database_name = c.database_name and v.schema_name = c.schema_name and v.view_name = c.table_name
+        where c.database_name = current_database() and c.schema_name in ('staging', 'marts', 'main')
+        order by c.schema_name, c.table_name, c.column_index
+        """,
+        "Every table and column of this snapshot with its description: "
+        "select * from data_dictionary where column_name ilike '%resolve%'.",
+        {
+            "schema_name": "staging (typed API records) or marts (the metrics tables)",
+            "table_name": "table name",
+            "column_name": "column name",
+            "column_index": "position of the column in its table (1 = first)",
+            "data_type": "DuckDB type of the column",
+            "column_description": "what the column means (its COMMENT)",
+            "table_description": "what the table holds, one row per what (its COMMENT)",
+        },
+    ),
+    "main.snapshot_info": (
+        "table",
+        "",
+        "When this snapshot was published and how fresh its data is (one row).",
+        {
+            "published_at": "when the pipeline published this file (UTC); reconnect to see a newer one",
+            "data_as_of": "the newest record time in the PagerDuty data (UTC): the censoring time of open incidents",
+            "n_tables": "number of staging and marts tables in this snapshot",
+        },
+    ),
+}
+
+
+def snapshot_temp_path(target: str | Path) -> Path:
+    """Where the next snapshot is written before it is renamed onto ``target`` (same directory,
+    so the rename is atomic; a hidden name so nobody opens it by mistake)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.tmp")
+
+
+def _remove_db_file(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict[str, int]:
     """Write a read-only analyst copy (staging + marts) to a new file and rename it into place.
 
-    An analyst holding the old file open keeps reading the old file; new connections see the new
-    one. Returns the row count of each copied table.
+    The copy is built in a temporary file next to ``target`` (left-overs of a killed run are
+    removed first), checkpointed so it needs no WAL, made read-only (mode 0444) and renamed onto
+    ``target`` with ``os.replace``: an analyst holding the old file open keeps reading the old file
+    undisturbed (and never blocks this), new connections see the new one, nobody ever sees a
+    half-written file. Tables keep their comments; ``main.data_dictionary`` (a view) and
+    ``main.snapshot_info`` are added. Returns the row count of each copied table.
     """
     target = Path(target)
-    tmp = target.with_name(target.stem + f".tmp-{os.getpid()}.duckdb")
-    if tmp.exists():
-        tmp.unlink()
-    con.execute(f"attach {_quote(str(tmp))} as snapshot")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = snapshot_temp_path(target)
+    _remove_db_file(tmp)
+    alias = SNAPSHOT_ALIAS
+    con.execute(f"attach {_quote(str(tmp))} as {alias}")
     counts: dict[str, int] = {}
     try:
         tables = con.execute(
@@ -318,21 +395,52 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict
             "where database_name = current_database() and schema_name in ('staging', 'marts') order by 1, 2"
         ).fetchall()
         for schema in SNAPSHOT_SCHEMAS:
-            con.execute(f"create schema if not exists snapshot.{schema}")
+            con.execute(f"create schema if not exists {alias}.{schema}")
         for schema, table, comment in tables:
-            con.execute(f"create table snapshot.{schema}.{table} as select * from {schema}.{table}")
+            con.execute(f"create table {alias}.{schema}.{table} as select * from {schema}.{table}")
             if comment:
-                con.execute(f"comment on table snapshot.{schema}.{table} is {_quote(comment)}")
+                con.execute(f"comment on table {alias}.{schema}.{table} is {_quote(comment)}")
             for column, ccomment in con.execute(
                 "select column_name, comment from duckdb_columns() where database_name = current_database() "
                 "and schema_name = ? and table_name = ? and comment is not null", [schema, table]
             ).fetchall():
-                con.execute(f"comment on column snapshot.{schema}.{table}.{column} is {_quote(ccomment)}")
-            counts[f"{schema}.{table}"] = table_rows(con, f"snapshot.{schema}", table)
+                con.execute(f'comment on column {alias}.{schema}.{table}."{column}" is {_quote(ccomment)}')
+            counts[f"{schema}.{table}"] = table_rows(con, f"{alias}.{schema}", table)
+        _write_snapshot_extras(con, alias, n_tables=len(tables))
+        con.execute(f"checkpoint {alias}")
     finally:
-        con.execute("detach snapshot")
+        con.execute(f"detach {alias}")
+    if tmp.with_name(tmp.name + ".wal").exists():  # pragma: no cover - DuckDB checkpoints on detach
+        raise RuntimeError(f"the snapshot {tmp} still has a WAL after checkpoint; not publishing it")
+    _fsync(tmp)
+    os.chmod(tmp, 0o444)
     os.replace(tmp, target)
+    try:
+        _fsync(target.parent)  # make the rename itself durable
+    except OSError:  # pragma: no cover - some filesystems cannot fsync a directory
+        pass
     return counts
+
+
+def _write_snapshot_extras(con: duckdb.DuckDBPyConnection, alias: str, *, n_tables: int) -> None:
+    has_fct = con.execute(
+        "select count(*) from duckdb_columns() where database_name = current_database() "
+        "and schema_name = 'marts' and table_name = 'fct_incidents' and column_name = 'data_as_of'"
+    ).fetchone()[0]
+    data_as_of = con.execute("select max(data_as_of) from marts.fct_incidents").fetchone()[0] if has_fct else None
+    for name, (kind, sql, description, column_docs) in SNAPSHOT_EXTRAS.items():
+        if kind == "view":
+            con.execute(f"create view {alias}.{name} as {sql}")
+            con.execute(f"comment on view {alias}.{name} is {_quote(description)}")
+        else:  # main.snapshot_info
+            con.execute(
+                f"create table {alias}.{name} as select cast(? as timestamptz) as published_at, "
+                "cast(? as timestamptz) as data_as_of, cast(? as integer) as n_tables",
+                [datetime.now(timezone.utc), data_as_of, n_tables],
+            )
+            con.execute(f"comment on table {alias}.{name} is {_quote(description)}")
+        for column, doc in column_docs.items():
+            con.execute(f"comment on column {alias}.{name}.{column} is {_quote(doc)}")
 
 
 def build_order(schemas: tuple[str, ...] = ("staging", "marts")) -> list[SqlFile]:

@@ -1,7 +1,11 @@
 -- One row per team in the ownership file: time zone, business hours, adoption date, services owned today.
 -- team_key: the team's key in the ownership file
 -- team_name: display name
+-- pagerduty_team_id: the team's PagerDuty team id from the ownership file; null when not given
 -- time_zone: IANA zone of the team's business hours
+-- business_hours_start: local start of business hours (time of day, in time_zone)
+-- business_hours_end: local end of business hours (exclusive, in time_zone)
+-- business_isodows: ISO weekdays that are business days (Monday = 1)
 -- adopted_on: service-ownership adoption date; null when not adopted
 -- n_services_now: services the team owns today
 with current_owners as (
