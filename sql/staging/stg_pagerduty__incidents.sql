@@ -1,4 +1,6 @@
 -- PagerDuty incidents, typed: one row per incident, the latest version the API sent.
+-- Values that do not parse become null (try_cast) and are named in invalid_fields, so one bad record
+-- cannot break the build; the blocking quality check on this table then stops the marts.
 -- incident_id: PagerDuty incident id
 -- incident_number: the account-wide incident number
 -- incident_key: de-duplication key; incidents sharing it on one service may be re-triggers of one problem
@@ -10,20 +12,50 @@
 -- resolved_at: when it was resolved (UTC); null while open
 -- resolve_reason_type: merge_resolve_reason for incidents merged into another; null otherwise
 -- updated_at: PagerDuty's last-change time of the record
+-- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
 with source as (
     select id, payload from raw.pagerduty_incidents
+),
+
+typed as (
+    select
+        id as incident_id,
+        try_cast(payload ->> 'incident_number' as bigint) as incident_number,
+        payload ->> 'incident_key' as incident_key,
+        payload -> 'service' ->> 'id' as service_id,
+        payload ->> 'status' as status,
+        payload ->> 'urgency' as urgency,
+        payload -> 'priority' ->> 'summary' as priority,
+        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
+        try_cast(payload ->> 'resolved_at' as timestamptz) as resolved_at,
+        payload -> 'resolve_reason' ->> 'type' as resolve_reason_type,
+        try_cast(payload ->> 'updated_at' as timestamptz) as updated_at,
+        payload ->> 'incident_number' as raw_incident_number,
+        payload ->> 'created_at' as raw_created_at,
+        payload ->> 'resolved_at' as raw_resolved_at,
+        payload ->> 'updated_at' as raw_updated_at
+    from source
 )
 
 select
-    id as incident_id,
-    cast(payload ->> 'incident_number' as bigint) as incident_number,
-    payload ->> 'incident_key' as incident_key,
-    payload -> 'service' ->> 'id' as service_id,
-    payload ->> 'status' as status,
-    payload ->> 'urgency' as urgency,
-    payload -> 'priority' ->> 'summary' as priority,
-    cast(payload ->> 'created_at' as timestamptz) as created_at,
-    cast(payload ->> 'resolved_at' as timestamptz) as resolved_at,
-    payload -> 'resolve_reason' ->> 'type' as resolve_reason_type,
-    cast(payload ->> 'updated_at' as timestamptz) as updated_at
-from source
+    incident_id,
+    incident_number,
+    incident_key,
+    service_id,
+    status,
+    urgency,
+    priority,
+    created_at,
+    resolved_at,
+    resolve_reason_type,
+    updated_at,
+    nullif(concat_ws(', ',
+        case when raw_incident_number is not null and incident_number is null then 'incident_number' end,
+        case when created_at is null
+            or not regexp_matches(raw_created_at, '[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|z|[+-]\d\d(:?\d\d)?)$') then 'created_at' end,
+        case when raw_resolved_at is not null and (resolved_at is null
+            or not regexp_matches(raw_resolved_at, '[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|z|[+-]\d\d(:?\d\d)?)$')) then 'resolved_at' end,
+        case when raw_updated_at is not null and (updated_at is null
+            or not regexp_matches(raw_updated_at, '[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|z|[+-]\d\d(:?\d\d)?)$')) then 'updated_at' end
+    ), '') as invalid_fields
+from typed

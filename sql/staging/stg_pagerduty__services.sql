@@ -7,5 +7,5 @@ select
     id as service_id,
     payload ->> 'name' as service_name,
     payload ->> 'status' as service_status,
-    list_transform(coalesce(cast(payload -> 'teams' as json[]), []), lambda t: t ->> 'id') as pagerduty_team_ids
+    list_transform(coalesce(try_cast(payload -> 'teams' as json[]), []), lambda t: t ->> 'id') as pagerduty_team_ids
 from raw.pagerduty_services
