@@ -262,10 +262,12 @@ def summarize_durations(seconds, *, censored=None, threshold_seconds: float = 4 
         out["p75_s"] = _km_quantile(t, s, 0.75)
         if n >= min_n_p90:
             out["p90_s"] = _km_quantile(t, s, 0.90)
-        lo_idx = np.nonzero(s - z * se <= 0.5)[0]   # lower band reaches 1/2 -> upper limit
-        hi_idx = np.nonzero(s + z * se <= 0.5)[0]   # upper band reaches 1/2 -> lower limit
-        out["median_ci_low_s"] = float(t[hi_idx[0]]) if len(hi_idx) else nan
-        out["median_ci_high_s"] = float(t[lo_idx[0]]) if len(lo_idx) else nan
+        # S(t) falls with t: the lower band S - z*se reaches 1/2 first (the lower limit), the
+        # upper band S + z*se last (the upper limit).
+        lo_idx = np.nonzero(s - z * se <= 0.5)[0]
+        hi_idx = np.nonzero(s + z * se <= 0.5)[0]
+        out["median_ci_low_s"] = float(t[lo_idx[0]]) if len(lo_idx) else nan
+        out["median_ci_high_s"] = float(t[hi_idx[0]]) if len(hi_idx) else nan
     else:
         xs = np.sort(x)
         out["median_method"] = "order_statistic"

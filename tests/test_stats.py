@@ -532,3 +532,12 @@ def test_large_org_statistics_are_fast():
     elapsed = time.perf_counter() - t0
     assert len(tc) == 30 * 2 * 2 and np.isfinite(org["estimate"])
     assert elapsed < 5.0
+
+
+def test_kaplan_meier_median_ci_is_ordered_around_the_median():
+    # 40 durations 1..40 min, every 5th still open (censored): Kaplan-Meier path
+    seconds = np.arange(1, 41) * 60.0
+    censored = (np.arange(40) % 5) == 4
+    out = S.summarize_durations(seconds, censored=censored)
+    assert out["median_method"] == "kaplan_meier"
+    assert out["median_ci_low_s"] < out["median_s"] < out["median_ci_high_s"]
