@@ -185,11 +185,19 @@ def summary_section(data: ReportData) -> str:
         meaning = ""
     else:
         change = fmt_change(ratio, "less time", "more time") if abs(ratio - 1) >= 0.005 else "about as long"
-        head = (f'<p class="headline">Across the {num(fmt_count(s["org_ttr_n_treated_teams"], "team"), "org_ttr_n_treated_teams", s["org_ttr_n_treated_teams"])} '
-                f"that adopted service ownership, a typical incident now takes {num(change, 'org_ttr_change')} to "
-                "resolve than the teams that had not adopted (yet) predict: "
-                f"{num(fmt_ratio(ratio), 'org_ttr_ratio', ratio)} "
-                f"(95 % CI {num(fmt_ratio(lo), 'org_ttr_ci_low', lo)} to {num(fmt_ratio(hi), 'org_ttr_ci_high', hi)}).</p>")
+        teams_adopted = num(fmt_count(s["org_ttr_n_treated_teams"], "team"), "org_ttr_n_treated_teams",
+                            s["org_ttr_n_treated_teams"])
+        figures = (f"{num(fmt_ratio(ratio), 'org_ttr_ratio', ratio)} "
+                   f"(95 % CI {num(fmt_ratio(lo), 'org_ttr_ci_low', lo)} to {num(fmt_ratio(hi), 'org_ttr_ci_high', hi)})")
+        if verdict in ("improved", "worsened", "equivalent"):
+            head = (f'<p class="headline">Across the {teams_adopted} that adopted service ownership, a typical '
+                    f"incident now takes {num(change, 'org_ttr_change')} to resolve than the teams that had not "
+                    f"adopted (yet) predict: {figures}.</p>")
+        else:
+            # Lead with the uncertainty: a point estimate read alone would overstate what we know.
+            head = (f'<p class="headline">We cannot tell yet whether service ownership changed how long incidents '
+                    f"take to resolve across the {teams_adopted} that adopted it. The best estimate is "
+                    f"{num(change, 'org_ttr_change')}, {figures}, but the range includes no change.</p>")
         if verdict == "improved":
             meaning = (f"The whole range is below ×1: resolution got faster, {esc(_range_words(lo, hi))}.")
         elif verdict == "worsened":
@@ -197,8 +205,7 @@ def summary_section(data: ReportData) -> str:
         elif verdict == "equivalent":
             meaning = "Any change is within ±25 %: no meaningful change in either direction."
         else:
-            meaning = (f"The range runs {esc(_range_words(lo, hi))}, so we <strong>cannot tell yet</strong> whether "
-                       "ownership changed how long incidents take across the organisation.")
+            meaning = f"The range runs {esc(_range_words(lo, hi))}: <strong>cannot tell yet</strong>."
             if s["org_ttr_mde"] is not None:
                 meaning += (f" With this much data only a change of about {num(fmt_mde(s['org_ttr_mde']), 'org_ttr_mde', s['org_ttr_mde'])} "
                             "or more would reliably show.")
