@@ -1,11 +1,11 @@
-"""Raw PagerDuty streams: teams, services, incidents, log entries (``raw.pagerduty_*``)."""
-
+"""Raw PagerDuty streams: teams, services, incidents, log entries, Analytics (``raw.pagerduty_*``)."""
 
 from datetime import datetime, timezone
 
 import dagster as dg
 
-from pipelines import backfill, ingest
+from pipelines import analytics_sync, backfill, ingest
+from pipelines import warehouse as wh
 from pipelines.backfill import BackfillConfig
 from pipelines.resources import PagerDutyResource, WarehouseResource
 
@@ -14,7 +14,6 @@ KINDS = {"python", "duckdb"}
 
 
 def _materialize(result: ingest.StreamResult, con, table: str) -> dg.MaterializeResult:
-    from pipelines import warehouse as wh
 
     return dg.MaterializeResult(
         metadata={
@@ -82,3 +81,24 @@ def pagerduty_log_entries(context: dg.AssetExecutionContext, config: BackfillCon
             )
         context.log.info(f"PagerDuty log entries: {result.received} records, {result.changed} changed")
         return _materialize(result, con, "pagerduty_log_entries")
+
+
+@dg.asset(key=["raw", analytics_sync.TABLE], group_name="raw", kinds={"python", "duckdb"})
+def pagerduty_analytics_incidents(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
+                                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """PagerDuty Analytics per-incident metrics (POST /analytics/raw/incidents, 1,000 a page) where the
+    account has Analytics and PagerDutyResource.use_analytics is on; otherwise (or on 402/403/404) it
+    writes nothing and the marts rely on incidents plus log entries, as always."""
+    if not pagerduty.use_analytics:
+        context.log.info("PagerDuty Analytics fast path is off (use_analytics=False)")
+        return dg.MaterializeResult(metadata={"analytics_available": 0, "skipped": True})
+    with pagerduty.client() as client, warehouse.connect() as con:
+        result = analytics_sync.sync_pagerduty_analytics(
+            con, client, run_id=context.run.run_id, now=datetime.now(timezone.utc), settings=warehouse.sync_settings
+        )
+        if not result.api.get("analytics_available"):
+            context.log.warning(f"PagerDuty Analytics answered HTTP {result.api.get('fallback_status')}: falling back "
+                                "to incidents plus log entries")
+        return dg.MaterializeResult(
+            metadata={**result.metadata(), "dagster/row_count": wh.table_rows(con, "raw", analytics_sync.TABLE)}
+        )

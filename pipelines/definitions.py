@@ -27,6 +27,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "pagerduty": PagerDutyResource(
             api_url=_setting(config.ENV_PAGERDUTY_URL, config.DEFAULT_PAGERDUTY_API_URL),
             api_token=dg.EnvVar(config.ENV_PAGERDUTY_TOKEN),
+            use_analytics=config.env(config.ENV_PAGERDUTY_ANALYTICS, "false").lower() in ("1", "true", "yes"),
             ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE") or None,
         ),
         "github": GitHubResource(
@@ -49,6 +50,7 @@ all_assets = [
     ingest_pagerduty.pagerduty_services,
     ingest_pagerduty.pagerduty_incidents,
     ingest_pagerduty.pagerduty_log_entries,
+    ingest_pagerduty.pagerduty_analytics_incidents,
     ingest_github.github_deployments,
     ingest_github.github_pull_requests,
     *warehouse.staging_assets,

@@ -240,9 +240,8 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
             continue
         good, bad = split_valid(new, "created_at")
         wanted = {int(d["id"]) for d in good} | {int(i) for i in unfinished}
-        statuses: list[dict] = []
-        for deployment_id in sorted(wanted):
-            statuses.extend(client.deployment_statuses(repo, deployment_id))
+        # One request per deployment (GitHub has no bulk endpoint), a few in flight at a time.
+        statuses = client.deployment_statuses_many(repo, sorted(wanted))
         good_s, bad_s = split_valid(statuses, "created_at")
         new_hwm = max([hwm] * (hwm is not None) + [parse_time(d["created_at"]) for d in good], default=None)
         with wh.transaction(con):

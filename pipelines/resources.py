@@ -31,6 +31,9 @@ class PagerDutyResource(dg.ConfigurableResource):
     rate_per_minute: int = 900  # below PagerDuty's 960 a minute per token
     concurrency: int = 4
     timeout_seconds: float = 30.0
+    # Also read POST /analytics/raw/incidents into raw.pagerduty_analytics_incidents (pipelines/analytics_sync.py);
+    # on 402/403/404 it falls back to incidents plus log entries (which always run).
+    use_analytics: bool = False
 
     def client(self):
         from pipelines.sources.pagerduty import PagerDutyClient

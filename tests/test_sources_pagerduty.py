@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from pipelines.sources.http import AuthError
+from pipelines.sources.http import ApiError, AuthError
 from pipelines.sources.pagerduty import PagerDutyClient
 
 BASE = "https://pd.example.test"
@@ -186,16 +186,25 @@ def test_server_ignoring_sub_window_bounds_does_not_split_forever(rsps, caplog):
     assert "ignores the finer since/until" in caplog.text
 
 
-def test_empty_page_with_more_true_terminates_with_warning(rsps, caplog):
+def test_empty_page_with_more_true_is_asked_again(rsps, caplog):
+    rsps.get(f"{BASE}/incidents", json={"incidents": [{"id": "A"}, {"id": "B"}], "more": True, "total": 3})
+    rsps.get(f"{BASE}/incidents", json={"incidents": [], "more": True, "total": None})
+    rsps.get(f"{BASE}/incidents", json={"incidents": [{"id": "C"}], "more": False})
+    pd = client()
+    with caplog.at_level(logging.WARNING, logger="incident_metrics.sources"):
+        got = [r["id"] for r in pd.incidents(T0, T0 + timedelta(days=1))]
+    assert got == ["A", "B", "C"]
+    assert [query(c)["offset"] for c in rsps.calls] == [["0"], ["2"], ["2"]]
+    assert "empty page with more=true at offset 2" in caplog.text
+    assert pd.stats["incidents"].retries == 1
+
+
+def test_persistent_empty_page_with_more_true_fails_clearly(rsps):
     rsps.get(f"{BASE}/incidents", json={"incidents": [{"id": "A"}, {"id": "B"}], "more": True, "total": 5})
     rsps.get(f"{BASE}/incidents", json={"incidents": [], "more": True, "total": None})
-    rsps.get(f"{BASE}/incidents", json={"incidents": [{"id": "never"}], "more": False})
-    with caplog.at_level(logging.WARNING, logger="incident_metrics.sources"):
-        got = [r["id"] for r in client().incidents(T0, T0 + timedelta(days=1))]
-    assert got == ["A", "B"]
-    assert len(rsps.calls) == 2
-    assert [query(c)["offset"] for c in rsps.calls] == [["0"], ["2"]]
-    assert "empty page with more=true at offset 2" in caplog.text
+    with pytest.raises(ApiError, match=r"GET /incidents answered an empty page with more=true at offset 2 .* 3 times"):
+        list(client().incidents(T0, T0 + timedelta(days=1)))
+    assert len(rsps.calls) == 4  # the first page, then the empty one three times
 
 
 def test_missing_more_field_is_treated_as_last_page(rsps):

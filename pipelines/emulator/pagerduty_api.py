@@ -57,6 +57,47 @@ STATUS_TYPES = {"trigger_log_entry", "acknowledge_log_entry", "unacknowledge_log
 ASSIGN_TYPES = {"assign_log_entry", "escalate_log_entry", "delegate_log_entry"}
 INCIDENT_SORT_FIELDS = ("incident_number", "created_at", "resolved_at", "urgency")
 
+# Record-level corruption (the malformed-record knob, for data-quality tests): top-level fields that
+# hold timestamps, rewritten by the "naive" and "offset:" mutations.
+TIMESTAMP_FIELDS = ("created_at", "updated_at", "resolved_at", "last_status_change_at")
+
+
+def corrupt_record(record: dict[str, Any], mutations: list[str]) -> dict[str, Any]:
+    """Apply malformed-record mutations to a rendered record (in place; returned for convenience).
+
+    - ``drop:FIELD``: remove the key (a missing required field)
+    - ``set:FIELD=JSON``: set it to a JSON value, e.g. ``set:incident_number="42"`` (a wrong type),
+      ``set:type="mystery_log_entry"`` (an unknown log-entry type), ``set:created_at="2001-01-01T00:00:00Z"``
+    - ``naive``: every top-level timestamp without its UTC offset
+    - ``offset:+05:30``: every top-level timestamp rendered at that offset (the same instant)
+    """
+    import json
+    from datetime import timezone as _tz
+
+    for mutation in mutations:
+        kind, _, arg = mutation.partition(":")
+        if kind == "drop":
+            record.pop(arg, None)
+        elif kind == "set":
+            key, _, value = arg.partition("=")
+            record[key] = json.loads(value)
+        elif kind in ("naive", "offset"):
+            for key in TIMESTAMP_FIELDS:
+                value = record.get(key)
+                if not isinstance(value, str):
+                    continue
+                instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if kind == "naive":
+                    record[key] = instant.replace(tzinfo=None).isoformat()
+                else:
+                    sign = -1 if arg.startswith("-") else 1
+                    hours, _, minutes = arg.lstrip("+-").partition(":")
+                    offset = _tz(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
+                    record[key] = instant.astimezone(offset).isoformat()
+        else:
+            raise ValueError(f"unknown record mutation {mutation!r} (drop:, set:, naive, offset:)")
+    return record
+
 
 def invalid(*errors: str, code: int = 2001, message: str = "Invalid Input Provided") -> ApiError:
     return ApiError(400, {"error": {"message": message, "code": code, "errors": list(errors)}})
@@ -89,10 +130,16 @@ class PagerDutyApi:
         self.clock = clock
         self.analytics_lag = analytics_lag
         self.subdomain = org.github_org or "acme"
+        # The malformed-record knob (data-quality tests): record id -> mutations applied when the
+        # incident or log entry is rendered (see corrupt_record); and a seed that shuffles the records
+        # within every list page (records out of order). Both off by default.
+        self.corruptions: dict[str, list[str]] = {}
+        self.shuffle_seed: int | None = None
         self.routes: list[Route] = [
             compile_route("GET", "/incidents", self.list_incidents),
             compile_route("GET", "/incidents/{id}", self.get_incident),
             compile_route("GET", "/incidents/{id}/log_entries", self.incident_log_entries),
+            compile_route("GET", "/incidents/{id}/alerts", self.incident_alerts),
             compile_route("GET", "/log_entries", self.list_log_entries),
             compile_route("GET", "/log_entries/{id}", self.get_log_entry),
             compile_route("GET", "/services", self.list_services),
@@ -219,6 +266,11 @@ class PagerDutyApi:
         else:
             page = items[start:stop] if items is not None else getter(start, min(stop, total)) if start < total else []
             more = stop < total
+            if self.shuffle_seed is not None:
+                import random
+
+                page = list(page)
+                random.Random(f"{self.shuffle_seed}:{req.path}:{offset}").shuffle(page)
         payload = {key: [render(x) for x in page], "limit": limit, "offset": offset, "more": more,
                    "total": total if req.qbool("total") else None}
         return Response.json(200, payload)
@@ -434,7 +486,7 @@ class PagerDutyApi:
             priority = self.priority_obj(inc.priority, req) if "priorities" in includes else self.priority_ref(inc.priority, req)
         else:
             priority = None
-        return {
+        out = {
             "id": inc.id,
             "type": "incident",
             "summary": f"[#{inc.number}] {inc.title}",
@@ -472,6 +524,9 @@ class PagerDutyApi:
             "incidents_responders": [],
             "responder_requests": [],
         }
+        if inc.id in self.corruptions:
+            corrupt_record(out, self.corruptions[inc.id])
+        return out
 
     # ------------------------------------------------------------------------------ log entries
 
@@ -532,6 +587,8 @@ class PagerDutyApi:
             out["user"] = self.user_ref(e.assignees[0], req)
         if e.type == "acknowledge_log_entry":
             out["acknowledgement_timeout"] = 1800
+        if e.id in self.corruptions:
+            corrupt_record(out, self.corruptions[e.id])
         return out
 
     def _entry_window(self, req: Request, tz: ZoneInfo | None) -> tuple[datetime | None, datetime | None]:
@@ -590,6 +647,21 @@ class PagerDutyApi:
     def incident_log_entries(self, req: Request, params: dict[str, str]) -> Response:
         inc = self._find_incident(params["id"])
         return self._list_entries(req, inc)
+
+    def incident_alerts(self, req: Request, params: dict[str, str]) -> Response:
+        """The incident's one alert (what per-incident extractors such as tap-pagerduty ask for)."""
+        inc = self._find_incident(params["id"])
+        now = self.clock()
+        resolved = inc.resolved_at is not None and inc.resolved_at <= now
+        alert = {
+            "id": "A" + inc.id[1:], "type": "alert", "summary": inc.title, "self": self.url(req, f"/incidents/{inc.id}/alerts"),
+            "html_url": self.html(f"/alerts/A{inc.id[1:]}"), "created_at": fmt_time(inc.created_at, self.render_zone(req, None)),
+            "status": "resolved" if resolved else "triggered", "alert_key": inc.incident_key or inc.id,
+            "service": self.service_ref(inc.service_id, req), "incident": self.ref("incident", inc.id, inc.title, f"/incidents/{inc.id}",
+                                                                                  f"/incidents/{inc.id}", req),
+            "suppressed": False, "severity": "critical" if inc.urgency == "high" else "warning", "body": None,
+        }
+        return self.paginate(req, "alerts", [alert], None, None, lambda a: a)
 
     def get_log_entry(self, req: Request, params: dict[str, str]) -> Response:
         now = self.clock()

@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 from requests.models import PreparedRequest
@@ -26,7 +28,10 @@ from requests.utils import parse_header_links
 
 from .http import ApiError, HttpClient, StreamStats
 
+logger = logging.getLogger("incident_metrics.sources")
+
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+EMPTY_PAGE_RETRIES = 2  # an empty page that links to a next one is asked again this many times
 PER_PAGE = 100
 ACCEPT = "application/vnd.github+json"
 
@@ -122,6 +127,7 @@ class GitHubClient:
             **http_options,
         )
         self.etag_cache = ETagCache()
+        self.concurrency = max(1, int(concurrency))
 
     # ------------------------------------------------------------------ public API
 
@@ -173,6 +179,21 @@ class GitHubClient:
         return list(self._paginate(path, {}, "deployment_statuses",
                                    what=f"deployment {int(deployment_id)} of repository {full_name!r}"))
 
+    def deployment_statuses_many(self, full_name: str, deployment_ids: Iterable[int]) -> list[dict]:
+        """The statuses of several deployments of one repository, ``concurrency`` requests at a time
+        (GitHub has no bulk endpoint: one request per deployment), in the order of ``deployment_ids``.
+        Any failure is raised once the requests in flight have finished."""
+        ids = [int(i) for i in deployment_ids]
+        if len(ids) <= 1 or self.concurrency <= 1:
+            return [s for i in ids for s in self.deployment_statuses(full_name, i)]
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gh-statuses") as pool:
+            futures = [pool.submit(self.deployment_statuses, full_name, i) for i in ids]
+            try:
+                return [s for fut in futures for s in fut.result()]
+            finally:
+                for fut in futures:
+                    fut.cancel()
+
     def pulls(self, full_name: str, *, state: str = "closed") -> Iterator[dict]:
         """Pull requests, most recently updated first. Stop iterating at your bookmark."""
         owner, name = _split_full_name(full_name)
@@ -190,9 +211,9 @@ class GitHubClient:
         return url
 
     def _get(self, path_or_url: str, params: dict | None, stream: str, *, what: str,
-             page_number: int = 1) -> tuple[Any, str | None]:
+             page_number: int = 1, conditional: bool = True) -> tuple[Any, str | None]:
         url = self._full_url(path_or_url, params)
-        cached = self.etag_cache.get(url)
+        cached = self.etag_cache.get(url) if conditional else None
         headers = {"If-None-Match": cached.etag} if cached else None
         try:
             resp = self._http.get(url, None, stream=stream, headers=headers)
@@ -220,15 +241,38 @@ class GitHubClient:
         url: str | None = path
         params: dict | None = query
         page_number = 0
+        seen: set[Any] = set()
         while url:
             page_number += 1
             payload, next_url = self._get(url, params, stream, what=what, page_number=page_number)
+            for _ in range(EMPTY_PAGE_RETRIES):
+                # An empty page that still links to a next one lost its records on the way: ask again
+                # (following `next` would skip them for good).
+                if not (isinstance(payload, list) and not payload and next_url):
+                    break
+                logger.warning("GitHub GET %s: empty page %d with a next link; asking again",
+                               self._http.endpoint_of(url), page_number)
+                self._http._count(stream, retries=1)
+                payload, next_url = self._get(url, params, stream, what=what, page_number=page_number,
+                                              conditional=False)
             if not isinstance(payload, list):
                 raise ApiError(
                     f"GitHub GET {self._http.endpoint_of(url)} returned {type(payload).__name__}, not a list",
                     source="GitHub", endpoint=self._http.endpoint_of(url),
                 )
+            if not payload and next_url:
+                raise ApiError(
+                    f"GitHub GET {self._http.endpoint_of(url)} answered an empty page {page_number} with a next link "
+                    f"{EMPTY_PAGE_RETRIES + 1} times in a row; stopping rather than silently skipping records.",
+                    source="GitHub", endpoint=self._http.endpoint_of(url),
+                )
             for item in payload:
+                rid = item.get("id") if isinstance(item, dict) else None
+                if rid is not None:
+                    # A list that shifted while we paged (a new record on top) repeats a record.
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
                 self._http.add_records(stream, 1)
                 yield item
             url, params = next_url, None  # the next link carries its own query

@@ -583,7 +583,9 @@ class HttpClient:
             self._spend_retry(endpoint, reason, method)
             self._count(stream, retries=1)
             if server_wait is not None and server_wait > 0:
-                delay = max(server_wait, min_wait)
+                # The server said how long (Retry-After, reset headers): that is the wait. GitHub's
+                # "wait at least a minute" applies only when a secondary limit says nothing.
+                delay = server_wait
             else:
                 delay = max(self._backoff(retries), min_wait)
             if delay > self.max_rate_limit_wait:

@@ -9,10 +9,13 @@ How the history endpoints (``/incidents``, ``/log_entries``) are read:
   is split in two, recursively, down to one second, so paging never reaches the ``offset+limit``
   cap of 10,000 and nothing is skipped. The first page of a window that needs no split is used as
   data, so a window costs ``max(1, ceil(records / 100))`` requests plus one probe per split;
+- the chunks are planned concurrently and the windows paged concurrently (``concurrency`` requests
+  in flight at most, default 4, under the token bucket); each window pages sequentially;
 - offsets advance by the number of records actually returned (not the echoed ``limit``), less any
   repeats of records already seen in the window (a repeat means the list shifted while we paged:
-  re-reading from there avoids skipping the record pushed past the page end); paging stops on ``more=false`` and
-  also, with a warning, on an empty page that still says ``more=true``;
+  re-reading from there avoids skipping the record pushed past the page end); paging stops on
+  ``more=false``; an empty page that still says ``more=true`` is asked again (twice), then the call
+  fails with an :class:`ApiError` rather than silently missing records;
 - records are de-duplicated by ``id`` within a call (offset paging over changing data repeats rows),
   and windows are paged concurrently (bounded) while the iterator yields every record once.
 
@@ -42,6 +45,7 @@ OFFSET_CAP = 10_000  # offset + limit may not exceed this
 ANALYTICS_PAGE_LIMIT = 1000
 MAX_WINDOW_DAYS = 180  # "the maximum range is 6 months"
 MIN_WINDOW = timedelta(seconds=1)
+EMPTY_PAGE_RETRIES = 2  # an empty page that says more=true is asked again this many times
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 
 Params = list[tuple[str, Any]]
@@ -266,11 +270,20 @@ class PagerDutyClient:
         offset = len(page.records)
         seen = {r.get("id") for r in page.records if isinstance(r, dict)}
         out: list[dict] = []
+        empty_streak = 0
         while page.more:
             if not page.records:
-                logger.warning("PagerDuty GET %s: empty page with more=true at offset %d (%s..%s); stopping this window",
+                empty_streak += 1
+                if empty_streak > EMPTY_PAGE_RETRIES:
+                    raise self._empty_page_error(path, offset, window)
+                logger.warning("PagerDuty GET %s: empty page with more=true at offset %d (%s..%s); asking again",
                                path, offset, iso_utc(window.since), iso_utc(window.until))
-                break
+                self._http._count(stream, retries=1)
+                page = self._fetch(path, key, stream, params, offset, limit=min(PAGE_LIMIT, OFFSET_CAP - offset))
+                out.extend(page.records)
+                offset += self._advance(page.records, seen, path, offset) if page.records else 0
+                continue
+            empty_streak = 0
             limit = min(PAGE_LIMIT, OFFSET_CAP - offset)
             if limit <= 0:
                 if window.until - window.since > MIN_WINDOW:
@@ -288,6 +301,16 @@ class PagerDutyClient:
             out.extend(page.records)
             offset += self._advance(page.records, seen, path, offset)
         return out
+
+    @staticmethod
+    def _empty_page_error(path: str, offset: int, window: "_Window | None") -> ApiError:
+        where = f" for {iso_utc(window.since)}..{iso_utc(window.until)}" if window is not None else ""
+        return ApiError(
+            f"PagerDuty GET {path} answered an empty page with more=true at offset {offset}{where} "
+            f"{EMPTY_PAGE_RETRIES + 1} times in a row; stopping rather than silently missing records. "
+            "Re-run later; if it persists, report it to PagerDuty support.",
+            source="PagerDuty", endpoint=path,
+        )
 
     @staticmethod
     def _advance(records: list[dict], seen: set, path: str, offset: int) -> int:
@@ -312,22 +335,35 @@ class PagerDutyClient:
         return self._history_gen(path, key, stream, a, b, extra)
 
     def _history_gen(self, path, key, stream, a, b, extra) -> Iterator[dict]:
+        """Plan every six-month chunk concurrently (the ``total`` probes), then page every window
+        concurrently (each window sequentially, so the shift-aware offsets hold), and yield the
+        records in chunk and window order. At most ``concurrency`` requests are in flight, under the
+        token bucket. Tasks never wait on other tasks, so the bounded pool cannot deadlock."""
         seen: set[Any] = set()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"pd-{stream}")
         pending: list[Future] = []
         try:
-            for ca, cb in self._chunks(a, b):
-                windows = self._plan(path, key, stream, ca, cb, extra)
-                pending = [pool.submit(self._page_rest, path, key, stream, w, extra) if w.first.more else None
-                           for w in windows]
-                for w, fut in zip(windows, pending):
-                    yield from self._unique(w.first.records, seen, stream)
+            plans: list[Future] = []
+            for i, (ca, cb) in enumerate(self._chunks(a, b)):
+                plan = pool.submit(self._plan, path, key, stream, ca, cb, extra)
+                plans.append(plan)
+                pending.append(plan)
+                if i == 0:
+                    plan.result()  # the first probe goes alone: a rejected token stops the run after one request
+            work: list[tuple[_Window, Future | None]] = []
+            for plan in plans:
+                for w in plan.result():
+                    fut = pool.submit(self._page_rest, path, key, stream, w, extra) if w.first.more else None
                     if fut is not None:
-                        yield from self._unique(fut.result(), seen, stream)
+                        pending.append(fut)
+                    work.append((w, fut))
+            for w, fut in work:
+                yield from self._unique(w.first.records, seen, stream)
+                if fut is not None:
+                    yield from self._unique(fut.result(), seen, stream)
         finally:
             for fut in pending:
-                if fut is not None:
-                    fut.cancel()
+                fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _unique(self, records: Iterable[dict], seen: set, stream: str) -> Iterator[dict]:
@@ -351,12 +387,17 @@ class PagerDutyClient:
                     source="PagerDuty", endpoint=path,
                 )
             page = self._fetch(path, key, stream, list(extra), offset, limit=limit)
+            for _ in range(EMPTY_PAGE_RETRIES):
+                if page.records or not page.more:
+                    break
+                logger.warning("PagerDuty GET %s: empty page with more=true at offset %d; asking again", path, offset)
+                self._http._count(stream, retries=1)
+                page = self._fetch(path, key, stream, list(extra), offset, limit=limit)
             yield from self._unique(page.records, seen, stream)
             if not page.more:
                 return
             if not page.records:
-                logger.warning("PagerDuty GET %s: empty page with more=true at offset %d; stopping", path, offset)
-                return
+                raise self._empty_page_error(path, offset, None)
             offset += len(page.records)
 
     def _analytics(self, a: datetime, b: datetime) -> Iterator[dict]:

@@ -1,0 +1,69 @@
+"""One pipeline step of the benchmark, in its own process (so its peak RSS is its own).
+
+    python benchmarks/_pipeline_step.py ingest|marts CONFIG.json OUT.json
+
+``ingest`` materializes the raw assets (the API syncs); ``marts`` the staging and marts assets
+(SQL marts and the statistics) on the warehouse as it is. Writes wall time, Dagster step durations,
+asset metadata and ``ru_maxrss`` to OUT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    mode, config_path, out_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    cfg = json.loads(config_path.read_text())
+    started = time.perf_counter()
+    import dagster as dg
+
+    from pipelines.definitions import all_assets
+    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+
+    schemas = {"ingest": {"raw"}, "marts": {"staging", "marts"}}[mode]
+    keys = [k for a in all_assets for k in a.keys if k.path[0] in schemas]
+    imported = time.perf_counter()
+    result = dg.materialize(
+        all_assets,
+        selection=dg.AssetSelection.assets(*keys),
+        resources={
+            "pagerduty": PagerDutyResource(api_url=cfg["pd_url"], api_token=cfg["pd_token"],
+                                           rate_per_minute=cfg.get("client_rate_per_minute", 900)),
+            "github": GitHubResource(api_url=cfg["gh_url"], token=cfg["gh_token"]),
+            "ownership": OwnershipResource(path=cfg["ownership"]),
+            "warehouse": WarehouseResource(data_dir=cfg["data_dir"], history_days=cfg.get("history_days", 730)),
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    finished = time.perf_counter()
+    steps: dict[str, float] = {}
+    errors: list[str] = []
+    for event in result.all_events:
+        if event.is_step_success:
+            steps[event.step_key] = event.event_specific_data.duration_ms / 1000.0
+        elif event.is_step_failure:
+            errors.append(f"{event.step_key}: {event.event_specific_data.error.message[:500]}")
+    meta = {}
+    for e in result.get_asset_materialization_events():
+        m = e.event_specific_data.materialization
+        meta[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()
+                                               if isinstance(v.value, (int, float, str))}
+    out_path.write_text(json.dumps({
+        "success": result.success, "errors": errors, "wall_seconds": finished - imported,
+        "process_seconds": finished - started, "steps": steps, "metadata": meta,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }, indent=1))
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

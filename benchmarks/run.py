@@ -1,0 +1,401 @@
+"""Benchmarks: backfill, one incremental night, marts + statistics, and the usual alternatives.
+
+    .venv/bin/python benchmarks/run.py [--sizes small,medium,large] [--latency-ms 50] [--rate-limit 960]
+
+For each size it generates an organisation, serves it from the emulator (in this process) with a
+fixed latency per request and PagerDuty's rate limit, and runs every measured step in a child
+process (``_pipeline_step.py``, ``_extract.py``) so that each peak RSS is the step's own. Writes
+``docs/benchmarks.md`` (``--out``) and the raw numbers as JSON beside it (``--json``).
+
+Not part of ``make test``: ``make bench`` runs it. The small size takes about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.emulator.faults import Faults  # noqa: E402
+from pipelines.emulator.generator import GeneratorConfig, generate_organisation  # noqa: E402
+from pipelines.emulator.server import EmulatorServer  # noqa: E402
+
+PD_TOKEN = "bench-pd-token"
+GH_TOKEN = "bench-gh-token"
+OVERVIEW_DROPS = {"notify_log_entry", "annotate_log_entry"}
+TAP_PYTHON = Path(os.environ.get("TAP_PAGERDUTY_PYTHON", "/tmp/tapvenv/bin/python"))
+GITHUB_HOURLY = 5000  # GitHub's primary limit for a token; the emulator's is raised so runs finish
+
+
+@dataclass
+class Size:
+    name: str
+    config: GeneratorConfig
+    rate_limit: int | None = None  # None = --rate-limit; large may raise it (the ratio to the floor counts)
+    run_tap: bool = True
+    target_slice_incidents: int = 150  # incidents in the slice the alternatives extract
+
+
+def sizes(end: date) -> dict[str, Size]:
+    common = dict(months=24, end=end, future_days=1, deploys_per_repo_week=0.5)
+    return {
+        "small": Size("small", GeneratorConfig(n_teams=10, incidents_per_team_month=12.5, **common)),
+        "medium": Size("medium", GeneratorConfig(n_teams=50, incidents_per_team_month=42, **common), run_tap=False),
+        "large": Size("large", GeneratorConfig(n_teams=200, incidents_per_team_month=52,
+                                               **{**common, "deploys_per_repo_week": 4.8}),
+                      rate_limit=9600, run_tap=False),
+    }
+
+
+def child(args: list[str], out: Path, timeout: float | None = None, python: str | None = None) -> dict:
+    cmd = [python or sys.executable, *args, str(out)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    elapsed = time.perf_counter() - started
+    if not out.exists():
+        return {"error": (proc.stderr or proc.stdout)[-800:], "wall_seconds": elapsed}
+    data = json.loads(out.read_text())
+    data["child_seconds"] = elapsed
+    return data
+
+
+def route_counts(stats: dict) -> dict[str, int]:
+    return {k: v["requests"] for k, v in stats["by_route"].items()}
+
+
+def windows(since: datetime, until: datetime, days: int = 180) -> list[tuple[datetime, datetime]]:
+    out = []
+    while since < until:
+        out.append((since, min(since + timedelta(days=days), until)))
+        since = out[-1][1]
+    return out
+
+
+def pages(times: list[datetime], plan) -> int:
+    return sum(max(1, math.ceil(sum(1 for t in times if a <= t < b) / 100)) for a, b in plan)
+
+
+def minimum_requests(org, meta: dict) -> dict[str, int]:
+    m = meta["raw/pagerduty_incidents"]
+    since, until = datetime.fromisoformat(m["window_start"]), datetime.fromisoformat(m["window_end"])
+    plan = windows(since, until)
+    now = org.now
+    incidents = sorted(i.created_at for i in org.incidents if i.created_at <= now)
+    entries = sorted(e.created_at for i in org.incidents for e in i.log_entries
+                     if e.type not in OVERVIEW_DROPS and e.created_at <= now)
+    repos = sorted(r.full_name for r in org.repos if r.accessible)
+    deps: dict[str, int] = {}
+    for d in org.deployments:
+        if since <= d.created_at <= now:
+            deps[d.repo] = deps.get(d.repo, 0) + 1
+    prs: dict[str, int] = {}
+    for p in org.pulls:
+        if p.closed_at is not None and p.closed_at <= now:
+            prs[p.repo] = prs.get(p.repo, 0) + 1
+    return {
+        "pagerduty GET /teams": max(1, math.ceil(len(org.teams) / 100)),
+        "pagerduty GET /services": max(1, math.ceil(len(org.services) / 100)),
+        "pagerduty GET /incidents": pages(incidents, plan),
+        "pagerduty GET /log_entries": pages(entries, plan),
+        "github GET /repos/{owner}/{repo}/deployments": sum(max(1, math.ceil(deps.get(r, 0) / 100)) for r in repos),
+        "github GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses": sum(deps.values()),
+        "github GET /repos/{owner}/{repo}/pulls": sum(max(1, math.ceil(prs.get(r, 0) / 100)) for r in repos),
+    }
+
+
+@dataclass
+class Result:
+    size: str
+    data: dict = field(default_factory=dict)
+
+
+def bench_size(size: Size, args, work: Path) -> dict:
+    out: dict = {"size": size.name}
+    t0 = time.perf_counter()
+    org = generate_organisation(args.seed, size.config)
+    out["generate_seconds"] = time.perf_counter() - t0
+    now = org.now
+    visible = [i for i in org.incidents if i.created_at <= now]
+    out["org"] = {
+        "teams": len(org.teams), "repos": len(org.repos), "incidents": len(visible),
+        "log_entries": sum(1 for i in visible for e in i.log_entries if e.created_at <= now),
+        "overview_log_entries": sum(1 for i in visible for e in i.log_entries if e.created_at <= now and e.type not in OVERVIEW_DROPS),
+        "deployments": sum(1 for d in org.deployments if d.created_at <= now),
+        "pull_requests": sum(1 for p in org.pulls if p.created_at <= now),
+    }
+    print(f"[{size.name}] generated {out['org']} in {out['generate_seconds']:.1f} s", flush=True)
+    rate = size.rate_limit or args.rate_limit
+    out["emulator_rate_limit_per_minute"] = rate
+    work.mkdir(parents=True, exist_ok=True)
+    ownership = work / "ownership.yaml"
+    ownership.write_text(org.ownership_yaml())
+    faults = Faults(latency_ms=args.latency_ms)
+    srv = EmulatorServer(org, port=0, pagerduty_token={PD_TOKEN, " " + PD_TOKEN}, github_token=GH_TOKEN,
+                         rate_limit_per_minute=rate, github_rate_limit_per_hour=10_000_000, faults=faults).start()
+    try:
+        cfg = {"pd_url": srv.pagerduty_url, "gh_url": srv.github_url, "pd_token": PD_TOKEN, "gh_token": GH_TOKEN,
+               "ownership": str(ownership), "data_dir": str(work / "data"),
+               # The client's bucket stays below the server's limit (900 of 960, as in production).
+               "client_rate_per_minute": int(rate * 900 / 960)}
+        (work / "cfg.json").write_text(json.dumps(cfg))
+
+        # 1. full backfill
+        srv.reset_stats()
+        backfill = child(["benchmarks/_pipeline_step.py", "ingest", str(work / "cfg.json")], work / "backfill.json")
+        stats = srv.stats()
+        out["backfill"] = summarise_run(backfill, stats, rate)
+        if backfill.get("success"):
+            minimum = minimum_requests(org, backfill["metadata"])
+            served = route_counts(stats)
+            out["backfill"]["minimum"] = minimum
+            out["backfill"]["served"] = served
+            out["backfill"]["list_requests"] = sum(served.get(r, 0) for r in minimum)
+            out["backfill"]["minimum_total"] = sum(minimum.values())
+            out["backfill"]["per_stream_ratio"] = {r: served.get(r, 0) / m for r, m in minimum.items() if m}
+        print(f"[{size.name}] backfill: {json.dumps({k: v for k, v in out['backfill'].items() if k not in ('served', 'minimum', 'steps')})}",
+              flush=True)
+
+        # 2. one incremental night: the clock moves a day; the generator made that day's data
+        before = org.now
+        srv.advance(timedelta(days=1))
+        after = org.now
+        srv.reset_stats()
+        night = child(["benchmarks/_pipeline_step.py", "ingest", str(work / "cfg.json")], work / "night.json")
+        stats = srv.stats()
+        out["night"] = summarise_run(night, stats, rate)
+        out["night"]["new_records"] = {
+            "incidents": sum(1 for i in org.incidents if before < i.created_at <= after),
+            "overview_log_entries": sum(1 for i in org.incidents for e in i.log_entries
+                                        if before < e.created_at <= after and e.type not in OVERVIEW_DROPS),
+            "deployments": sum(1 for d in org.deployments if before < d.created_at <= after),
+        }
+        out["night"]["served"] = route_counts(stats)
+        print(f"[{size.name}] night: {json.dumps({k: v for k, v in out['night'].items() if k not in ('steps',)})}", flush=True)
+
+        # 3. marts and statistics alone on the warehouse
+        marts = child(["benchmarks/_pipeline_step.py", "marts", str(work / "cfg.json")], work / "marts.json")
+        steps = marts.get("steps", {})
+        stats_steps = {k: v for k, v in steps.items() if "statistic" in k}
+        out["marts"] = {"success": marts.get("success"), "errors": marts.get("errors") or marts.get("error"),
+                        "wall_seconds": marts.get("wall_seconds"), "maxrss_mb": marts.get("maxrss_mb"),
+                        "statistics_seconds": sum(stats_steps.values()) if stats_steps else None,
+                        "sql_seconds": sum(v for k, v in steps.items() if k not in stats_steps),
+                        "steps": steps}
+        print(f"[{size.name}] marts: wall {marts.get('wall_seconds')}, rss {marts.get('maxrss_mb')}", flush=True)
+
+        # 4. the same extraction the usual ways, on a slice of history
+        out["alternatives"] = alternatives(size, org, srv, args, work, rate)
+    finally:
+        srv.stop()
+    out["emulator_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return out
+
+
+def summarise_run(run: dict, stats: dict, rate: int) -> dict:
+    steps = run.get("steps", {})
+    pd_seconds = sum(v for k, v in steps.items() if "pagerduty" in k)
+    gh_seconds = sum(v for k, v in steps.items() if "github" in k)
+    pd_requests = stats["by_service"].get("pagerduty", {}).get("requests", 0)
+    gh_requests = stats["by_service"].get("github", {}).get("requests", 0)
+    pd_floor = pd_requests / (rate / 60.0)
+    gh_floor = max(0, gh_requests - GITHUB_HOURLY) / (GITHUB_HOURLY / 3600.0)
+    records = sum(m.get("api_records", 0) for m in run.get("metadata", {}).values())
+    return {
+        "success": run.get("success"), "errors": run.get("errors") or run.get("error"),
+        "wall_seconds": run.get("wall_seconds"), "maxrss_mb": run.get("maxrss_mb"),
+        "requests": stats["requests"], "pd_requests": pd_requests, "gh_requests": gh_requests,
+        "rate_limited": stats["rate_limited"],
+        "pd_seconds": pd_seconds, "gh_seconds": gh_seconds,
+        "pd_floor_seconds": pd_floor, "gh_floor_seconds": gh_floor,
+        "floor_seconds": max(pd_floor, gh_floor),
+        "records": records,
+        "records_per_second": records / run["wall_seconds"] if run.get("wall_seconds") else None,
+        "steps": steps,
+    }
+
+
+def alternatives(size: Size, org, srv, args, work: Path, rate: int) -> dict:
+    now = org.now
+    visible = [i for i in org.incidents if i.created_at <= now]
+    per_day = max(1e-9, len(visible) / (size.config.months * 30.4))
+    days = max(1, round(size.target_slice_incidents / per_day))
+    until = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = until - timedelta(days=days)
+    expected = sum(1 for i in visible if since <= i.created_at < until)
+    tls = EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN, tls=True,
+                         rate_limit_per_minute=rate, faults=Faults(latency_ms=args.latency_ms)).start()
+    out: dict = {"slice_days": days, "slice_incidents": expected}
+    try:
+        cfg = {"pd_url": srv.pagerduty_url, "pd_tls_url": tls.pagerduty_url, "ca_file": tls.ca_file,
+               "pd_token": PD_TOKEN, "since": since.isoformat(), "until": until.isoformat()}
+        (work / "slice.json").write_text(json.dumps(cfg))
+        for mode in ("ours", "official", "tap"):
+            if mode == "tap" and not size.run_tap:
+                out[mode] = {"skipped": "run on the small size only (its N+1 cost is the same per incident)"}
+                continue
+            if mode == "tap" and not TAP_PYTHON.exists():
+                out[mode] = {"skipped": f"no tap-pagerduty venv at {TAP_PYTHON}: python3 -m venv /tmp/tapvenv && "
+                                        "/tmp/tapvenv/bin/pip install tap-pagerduty==0.3.0"}
+                continue
+            server = tls if mode == "official" else srv
+            server.reset_stats()
+            res = child(["benchmarks/_extract.py", mode, str(work / "slice.json")], work / f"extract_{mode}.json",
+                        timeout=900, python=str(TAP_PYTHON) if mode == "tap" else None)
+            st = server.stats()
+            res["served_requests"] = st["by_service"].get("pagerduty", {}).get("requests", 0)
+            res["served_routes"] = route_counts(st)
+            res["rate_limited"] = st["rate_limited"]
+            out[mode] = res
+            print(f"[{size.name}] {mode}: {json.dumps({k: v for k, v in res.items() if k != 'served_routes'})}", flush=True)
+    finally:
+        tls.stop()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def fmt(x, digits=1) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}"
+
+
+def render(results: list[dict], args, started: datetime, elapsed: float) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = [
+        "# Benchmarks",
+        "",
+        "Regenerated by `make bench` (= `.venv/bin/python benchmarks/run.py`); do not edit by hand.",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; total benchmark time {elapsed / 60:.1f} min",
+        f"- command: `{' '.join(['.venv/bin/python', 'benchmarks/run.py', *sys.argv[1:]])}`",
+        f"- machine: {cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GB RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}",
+        f"- emulator: in the benchmark's process, {args.latency_ms:g} ms added to every request, PagerDuty rate limit "
+        f"{args.rate_limit}/min per token unless the size says otherwise (the client's token bucket is set to 900/960 "
+        "of it); GitHub's hourly quota raised so runs finish (the GitHub floor below uses the real 5,000/h).",
+        f"- the emulator and the pipeline share the machine's {os.cpu_count()} cores: every number includes the "
+        "emulator's own CPU time (rendering JSON for each page).",
+        "- each step runs in its own process; peak RSS is that process's `ru_maxrss`.",
+        "",
+    ]
+    lines += ["## Results", "",
+              "| | " + " | ".join(r["size"] for r in results) + " |",
+              "|---|" + "---|" * len(results)]
+
+    def row(label, f):
+        vals = []
+        for r in results:
+            try:
+                vals.append(f(r))
+            except (KeyError, TypeError, ZeroDivisionError):
+                vals.append("n/a")
+        lines.append(f"| {label} | " + " | ".join(vals) + " |")
+
+    row("teams / repos", lambda r: f"{r['org']['teams']} / {r['org']['repos']}")
+    row("incidents / log entries (overview)", lambda r: f"{fmt(r['org']['incidents'])} / {fmt(r['org']['log_entries'])} "
+        f"({fmt(r['org']['overview_log_entries'])})")
+    row("deployments / pull requests", lambda r: f"{fmt(r['org']['deployments'])} / {fmt(r['org']['pull_requests'])}")
+    row("emulator PagerDuty limit (req/min)", lambda r: fmt(r["emulator_rate_limit_per_minute"]))
+    row("**backfill** list requests / minimum (ratio)", lambda r: f"{fmt(r['backfill']['list_requests'])} / "
+        f"{fmt(r['backfill']['minimum_total'])} (**{r['backfill']['list_requests'] / r['backfill']['minimum_total']:.3f}**)")
+    row("worst stream ratio", lambda r: "{:.3f} ({})".format(*max((v, k.split(' ', 2)[-1]) for k, v in r['backfill']['per_stream_ratio'].items())))
+    row("backfill wall time (all streams)", lambda r: f"{fmt(r['backfill']['wall_seconds'])} s")
+    row("PagerDuty: requests / wall / floor (ratio)", lambda r: f"{fmt(r['backfill']['pd_requests'])} / "
+        f"{fmt(r['backfill']['pd_seconds'])} s / {fmt(r['backfill']['pd_floor_seconds'])} s "
+        f"(**{r['backfill']['pd_seconds'] / r['backfill']['pd_floor_seconds']:.2f}**)")
+    row("GitHub: requests / wall / floor at 5,000/h", lambda r: f"{fmt(r['backfill']['gh_requests'])} / "
+        f"{fmt(r['backfill']['gh_seconds'])} s / {fmt(r['backfill']['gh_floor_seconds'])} s")
+    row("429s served during the backfill", lambda r: fmt(r["backfill"]["rate_limited"]))
+    row("records per second (backfill)", lambda r: fmt(r["backfill"]["records_per_second"], 0))
+    row("backfill peak RSS", lambda r: f"{fmt(r['backfill']['maxrss_mb'], 0)} MB")
+    row("**night**: new incidents / log entries / deployments", lambda r: " / ".join(
+        fmt(r["night"]["new_records"][k]) for k in ("incidents", "overview_log_entries", "deployments")))
+    row("night: PagerDuty / GitHub requests", lambda r: f"{fmt(r['night']['pd_requests'])} / {fmt(r['night']['gh_requests'])}")
+    row("night: wall time", lambda r: f"{fmt(r['night']['wall_seconds'])} s")
+    row("**marts + statistics**: wall (SQL / statistics)", lambda r: f"{fmt(r['marts']['wall_seconds'])} s "
+        f"({fmt(r['marts']['sql_seconds'])} / " + (f"{fmt(r['marts']['statistics_seconds'])}" if r['marts']['statistics_seconds'] is not None
+                                                   else "not measured (stats module absent)") + " s)")
+    row("marts + statistics peak RSS", lambda r: f"{fmt(r['marts']['maxrss_mb'], 0)} MB")
+    row("**alternatives** on a slice: days / incidents", lambda r: f"{r['alternatives']['slice_days']} / "
+        f"{fmt(r['alternatives']['slice_incidents'])}")
+
+    def alt(r, mode):
+        a = r["alternatives"][mode]
+        if "skipped" in a:
+            return "skipped"
+        if a.get("error"):
+            return f"failed: {a['error'][:80]}"
+        return f"{fmt(a['served_requests'])} req, {fmt(a['wall_seconds'])} s, {fmt(a.get('incidents'))} incidents"
+
+    row("ours (incidents + log-entry feed)", lambda r: alt(r, "ours"))
+    row("official `pagerduty` client, sequential, N+1", lambda r: alt(r, "official"))
+    row("tap-pagerduty 0.3.0", lambda r: alt(r, "tap"))
+    row("**speed-up** ours vs official (wall / requests)", lambda r: "{:.1f}x / {:.1f}x".format(
+        r["alternatives"]["official"]["wall_seconds"] / r["alternatives"]["ours"]["wall_seconds"],
+        r["alternatives"]["official"]["served_requests"] / r["alternatives"]["ours"]["served_requests"]))
+    row("speed-up ours vs tap (wall / requests)", lambda r: "{:.1f}x / {:.1f}x".format(
+        r["alternatives"]["tap"]["wall_seconds"] / r["alternatives"]["ours"]["wall_seconds"],
+        r["alternatives"]["tap"]["served_requests"] / r["alternatives"]["ours"]["served_requests"]))
+    row("generation / emulator peak RSS", lambda r: f"{fmt(r['generate_seconds'])} s / {fmt(r['emulator_maxrss_mb'], 0)} MB")
+    failures = "; ".join(f"{r['size']} {part}: {r[part].get('errors')}" for r in results
+                         for part in ("backfill", "night", "marts") if isinstance(r.get(part), dict) and r[part].get("errors"))
+    lines += ["", f"Failures: {failures or 'none'}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="small")
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--rate-limit", type=int, default=960)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--json", default=None, help="raw results (default: benchmarks/results.json)")
+    parser.add_argument("--notes", default=str(ROOT / "benchmarks" / "notes.md"),
+                        help="hand-written analysis appended to the generated page")
+    args = parser.parse_args()
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    end = date.today() - timedelta(days=1)  # history ends yesterday; the generated extra day is "tonight"
+    table = sizes(end)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="incident-metrics-bench-") as tmp:
+        for name in args.sizes.split(","):
+            results.append(bench_size(table[name.strip()], args, Path(tmp) / name.strip()))
+            Path(args.json or ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = render(results, args, started, time.perf_counter() - t0)
+    notes = Path(args.notes)
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
