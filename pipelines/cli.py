@@ -95,9 +95,26 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_setting(exc: Exception) -> str | None:
+    """The environment variable Dagster could not read, from its config error; None otherwise."""
+    import re
+
+    match = re.search(r'environment variable "([A-Z0-9_]+)" which is not set', str(exc))
+    return match.group(1) if match else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
     started = time.monotonic()
-    ok = run_nightly()
+    try:
+        ok = run_nightly()
+    except dg.DagsterInvalidConfigError as exc:
+        name = _missing_setting(exc)
+        if name is None:
+            raise
+        print(f"error: {name} is not set; nothing was run (see .env.example for every setting)", file=sys.stderr)
+        return 2
     paths = config.DataPaths.from_env()
     if not ok:
         print("nightly run failed; the warehouse keeps the last complete state", file=sys.stderr)

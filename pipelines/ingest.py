@@ -231,7 +231,10 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
         except Exception as exc:  # noqa: BLE001 - one unreadable repo must not lose the others
             from pipelines.sources.http import AuthError, ApiError
 
-            if isinstance(exc, AuthError) or not isinstance(exc, ApiError):
+            # One repo the token cannot read (404, 403 not accessible, 422) is quarantined and the
+            # others load; an unreachable or failing API (no status, 5xx) fails the run.
+            if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
+                    or exc.status >= 500):
                 raise
             with wh.transaction(con):
                 quarantine(con, source=GITHUB, stream="deployments", record={"repo": repo}, rule="repo_unreadable",
@@ -305,7 +308,10 @@ def sync_github_pull_requests(con, client, repos: list[str], *, run_id: str, now
         except Exception as exc:  # noqa: BLE001
             from pipelines.sources.http import AuthError, ApiError
 
-            if isinstance(exc, AuthError) or not isinstance(exc, ApiError):
+            # One repo the token cannot read (404, 403 not accessible, 422) is quarantined and the
+            # others load; an unreachable or failing API (no status, 5xx) fails the run.
+            if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
+                    or exc.status >= 500):
                 raise
             with wh.transaction(con):
                 quarantine(con, source=GITHUB, stream="pull_requests", record={"repo": repo}, rule="repo_unreadable",

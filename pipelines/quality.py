@@ -363,7 +363,9 @@ class Outcome:
 
     def description(self) -> str:
         if self.passed:
-            return f"{self.evaluated} {self.severity} rules hold on {self.rows} rows"
+            rules = f"{self.evaluated} {self.severity} rule holds" if self.evaluated == 1 else \
+                f"{self.evaluated} {self.severity} rules hold"
+            return f"{rules} on {_rows(self.rows)}"
         parts = [f"{f.rule} ({f.error})" if f.error else
                  f"{f.rule}: {_rows(f.failing_rows)}, e.g. {', '.join(f.examples) or '-'}" for f in self.failures]
         return f"{len(self.failures)} of {self.evaluated} {self.severity} rules failed: " + "; ".join(parts)

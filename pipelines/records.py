@@ -248,6 +248,7 @@ _ACK_OUTSIDE_INCIDENT = """
         -- resolved as the marts take it: the incident's resolved_at, else its latest resolve entry
         select
             i.id,
+            i.run_id,
             try_cast(i.payload ->> 'created_at' as timestamptz) as created_at,
             coalesce(case when i.payload ->> 'status' = 'resolved'
                           then try_cast(i.payload ->> 'resolved_at' as timestamptz) end,
@@ -260,7 +261,8 @@ _ACK_OUTSIDE_INCIDENT = """
            i.id as incident_id, i.created_at, i.resolved_at
     from raw.pagerduty_log_entries as l
     inner join incidents as i on i.id = l.payload -> 'incident' ->> 'id'
-    where l.payload ->> 'type' = 'acknowledge_log_entry'
+    where (l.run_id = $run_id or i.run_id = $run_id)  -- what this run wrote; earlier rows were judged then
+      and l.payload ->> 'type' = 'acknowledge_log_entry'
       and (try_cast(l.payload ->> 'created_at' as timestamptz) < i.created_at
            or try_cast(l.payload ->> 'created_at' as timestamptz) > i.resolved_at)
     order by l.id
@@ -280,7 +282,7 @@ def quarantine_inconsistent(con, *, run_id: str) -> int:
 
     from pipelines.ingest import PAGERDUTY, quarantine
 
-    rows = con.execute(_ACK_OUTSIDE_INCIDENT).fetchall()
+    rows = con.execute(_ACK_OUTSIDE_INCIDENT, {"run_id": run_id}).fetchall()
     for entry_id, payload, acked, incident_id, created, resolved in rows:
         where = "before the incident was created" if acked < created else "after the incident was resolved"
         quarantine(con, source=PAGERDUTY, stream="log_entries", record=json.loads(payload),
