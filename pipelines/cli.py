@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from pipelines import config
@@ -153,10 +154,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print(f"generating the synthetic organisation (seed {args.seed}) ...", flush=True)
+    # The organisation's history ends on the day of the first demo run, remembered in the data
+    # directory: a later `make demo` replays the same organisation (a second night) instead of
+    # mixing in a different one under the same ids.
+    end_file = demo_dir / "organisation-end-date.txt"
+    seed_of = demo_dir / "organisation-seed.txt"
+    if end_file.exists() and seed_of.exists() and seed_of.read_text().strip() == str(args.seed):
+        end = date.fromisoformat(end_file.read_text().strip())
+    else:
+        end = datetime.now(timezone.utc).date()
+        # A new organisation: the demo's old warehouse holds another one, so start from scratch.
+        paths = config.DataPaths(data_dir)
+        for stale in (paths.warehouse, paths.warehouse.with_suffix(".duckdb.wal"), paths.analytics):
+            if stale.exists():
+                print(f"removing {stale} (it holds a different demo organisation)", flush=True)
+                stale.unlink()
+        end_file.write_text(end.isoformat() + "\n")
+        seed_of.write_text(f"{args.seed}\n")
+    print(f"generating the synthetic organisation (seed {args.seed}, history to {end}) ...", flush=True)
     # Two years, ten teams; half a production deploy per repo a week keeps the first load's
     # per-deployment status requests (GitHub has no bulk endpoint) within one hour of quota.
-    org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5))
+    org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5, end=end))
     ownership_path = demo_dir / "ownership.yaml"
     ownership_path.write_text(org.ownership_yaml(), encoding="utf-8")
     (demo_dir / "ground_truth.json").write_text(json.dumps(org.ground_truth, indent=2, default=str), encoding="utf-8")

@@ -231,8 +231,9 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
         except Exception as exc:  # noqa: BLE001 - one unreadable repo must not lose the others
             from pipelines.sources.http import AuthError, ApiError
 
-            # One repo the token cannot read (404, 403 not accessible, 422) is quarantined and the
-            # others load; an unreachable or failing API (no status, 5xx) fails the run.
+            # One repo the token cannot see (404) or page through (422) is quarantined and the others
+            # load; a rejected token (401, 403: AuthError) or an unreachable or failing API (no
+            # status, 5xx) fails the run.
             if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
                     or exc.status >= 500):
                 raise
@@ -244,7 +245,11 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
         good, bad = split_valid(new, "created_at")
         wanted = {int(d["id"]) for d in good} | {int(i) for i in unfinished}
         # One request per deployment (GitHub has no bulk endpoint), a few in flight at a time.
-        statuses = client.deployment_statuses_many(repo, sorted(wanted))
+        gone: list[int] = []
+        statuses = client.deployment_statuses_many(repo, sorted(wanted), missing=gone)
+        for deployment_id in gone:  # deleted since it was listed: quarantined (once), the rest loads
+            bad.append(({"id": deployment_id, "repo": repo}, "deployment_gone",
+                        "GitHub answered 404 for this deployment's statuses: it was deleted"))
         good_s, bad_s = split_valid(statuses, "created_at")
         new_hwm = max([hwm] * (hwm is not None) + [parse_time(d["created_at"]) for d in good], default=None)
         with wh.transaction(con):
@@ -308,8 +313,9 @@ def sync_github_pull_requests(con, client, repos: list[str], *, run_id: str, now
         except Exception as exc:  # noqa: BLE001
             from pipelines.sources.http import AuthError, ApiError
 
-            # One repo the token cannot read (404, 403 not accessible, 422) is quarantined and the
-            # others load; an unreachable or failing API (no status, 5xx) fails the run.
+            # One repo the token cannot see (404) or page through (422) is quarantined and the others
+            # load; a rejected token (401, 403: AuthError) or an unreachable or failing API (no
+            # status, 5xx) fails the run.
             if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
                     or exc.status >= 500):
                 raise

@@ -74,7 +74,11 @@ class SqlFile:
 
 
 def sql_files(schema: str) -> list[SqlFile]:
-    return [SqlFile(schema, p.stem, p) for p in sorted((SQL_DIR / schema).glob("*.sql"))]
+    files = [SqlFile(schema, p.stem, p) for p in sorted((SQL_DIR / schema).glob("*.sql"))]
+    if not files:
+        # A non-editable install without the sql/ folder would otherwise "succeed" with no tables.
+        raise FileNotFoundError(f"no SQL files under {SQL_DIR / schema}: run from a checkout (pip install -e .)")
+    return files
 
 
 def sql_file(schema: str, table: str) -> SqlFile:

@@ -31,7 +31,8 @@ PD_TOKEN = "pd-test-token"
 GH_TOKEN = "gh-test-token"
 PD_HEADERS = {"Authorization": f"Token token={PD_TOKEN}"}
 GH_HEADERS = {"Authorization": f"Bearer {GH_TOKEN}", "Accept": "application/vnd.github+json"}
-OPENAPI = Path("/work/shared/reference/pagerduty-rest-openapiv3.json")
+# PagerDuty's official OpenAPI description (api-schema, 2026-08-14), kept beside the tests.
+OPENAPI = Path(__file__).resolve().parent / "data" / "pagerduty-rest-openapiv3.json"
 END = date(2026, 11, 1)
 
 

@@ -229,3 +229,18 @@ def test_next_link_to_another_host_is_refused(rsps):
     with pytest.raises(ApiError, match="another host"):
         next(gen)
     assert len(rsps.calls) == 1
+
+
+def test_statuses_of_many_deployments_report_deleted_ones_instead_of_failing(rsps):
+    for i in (1, 3):
+        rsps.get(f"{DEPLOYS}/{i}/statuses", json=[{"id": 10 + i, "state": "success"}])
+    rsps.get(f"{DEPLOYS}/2/statuses", status=404, json={"message": "Not Found"})
+    gh = client(concurrency=2)
+    missing: list[int] = []
+    statuses = gh.deployment_statuses_many("acme/web", [1, 2, 3], missing=missing)
+    assert [s["id"] for s in statuses] == [11, 13]
+    assert missing == [2]
+    assert len(rsps.calls) == 3  # a 404 is not retried
+    with pytest.raises(ApiError) as exc:  # without the list, a deleted deployment is an error
+        gh.deployment_statuses_many("acme/web", [2, 3])
+    assert exc.value.status == 404

@@ -255,3 +255,34 @@ def test_delivery_metrics_hand_computed(con):
         (1, 1, 43800.0), (2, 2, 216300.0), (4, None, None)]
     assert con.execute("select * from marts.team_delivery_monthly").fetchall() == [
         ("alpha", date(2025, 5, 1), 2, 1, 0.5, 10200.0, 2, 130050.0)]
+
+
+def test_a_repo_deploying_two_services_counts_each_deployment_once(con):
+    """acme/checkout deploys S1 and (now) S2; S2 changed owner, so the old join matched twice.
+    Deployments at 08:00, 10:00 and 12:00 succeed 5 minutes after creation, then I1-like incident at
+    13:00 on S2: every one of the three is followed by it within 24 hours (change failure 3 of 3).
+    The old join gave deployment rows twice; each must appear once."""
+    ownership = parse_ownership(OWNERSHIP.replace("    name: search\n    owner: beta\n",
+                                                  "    name: search\n    repos: [acme/checkout]\n    owners:\n"
+                                                  "      - team: alpha\n      - team: beta\n        from: 2024-06-01\n"))
+    ingest.load_ownership_tables(con, ownership)
+    with wh.transaction(con):
+        wh.upsert_raw(con, "github_deployments", [_deployment(i, "production", f"2025-06-02T{h:02d}:00:00Z")
+                                                  for i, h in ((1, 8), (2, 10), (3, 12))],
+                      run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        wh.upsert_raw(con, "github_deployment_statuses", [_status(10 + i, i, "success", f"2025-06-02T{h:02d}:05:00Z")
+                                                          for i, h in ((1, 8), (2, 10), (3, 12))],
+                      run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        wh.upsert_raw(con, "pagerduty_incidents", [pd_incident("I20", "S2", "2025-06-02T13:00:00Z",
+                                                               resolved="2025-06-02T14:00:00Z")],
+                      run_id=RUN, fetched_at=NOW)
+    wh.build_all(con)
+    rows = con.execute("select deployment_id, team_key, caused_incident, seconds_to_recover "
+                       "from marts.fct_deployments order by 1").fetchall()
+    # team: the owner on 2025-06-02 of the repo's first service, S1, which beta owns since 2025-05-15
+    assert rows == [(1, "beta", True, 6 * 3600 - 300.0), (2, "beta", True, 4 * 3600 - 300.0),
+                    (3, "beta", True, 2 * 3600 - 300.0)]
+    assert con.execute("select team_key, n_deployments, n_failed_changes from marts.team_delivery_monthly "
+                       "where month = date '2025-06-01'").fetchall() == [("beta", 3, 3)]
+    # the incident links to the latest of them
+    assert _fct(con)["I20"]["linked_deployment_id"] == 3

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_CHROMIUM = "INCIDENT_METRICS_CHROMIUM"
+SECRET_VARIABLES = frozenset({"PAGERDUTY_API_TOKEN", "GITHUB_TOKEN"})
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 INSTALL_HINT = "install Debian's chromium (apt-get install chromium) or set INCIDENT_METRICS_CHROMIUM to a Chromium binary"
 
@@ -70,7 +71,9 @@ def print_pdf(html_path: Path, pdf_path: Path, *, chromium: str | None = None, t
     with tempfile.TemporaryDirectory(prefix="im-chromium-") as profile:
         cmd = [binary, *BASE_FLAGS, f"--user-data-dir={profile}", f"--print-to-pdf={pdf_path}",
                "--no-pdf-header-footer", html_path.as_uri()]
-        env = {**os.environ, "HOME": profile}  # Chromium writes caches under $HOME
+        # Chromium writes caches under $HOME; it needs none of our settings, least of all the tokens.
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        env["HOME"] = profile
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                                   stdin=subprocess.DEVNULL)

@@ -179,15 +179,28 @@ class GitHubClient:
         return list(self._paginate(path, {}, "deployment_statuses",
                                    what=f"deployment {int(deployment_id)} of repository {full_name!r}"))
 
-    def deployment_statuses_many(self, full_name: str, deployment_ids: Iterable[int]) -> list[dict]:
+    def deployment_statuses_many(self, full_name: str, deployment_ids: Iterable[int], *,
+                                 missing: list[int] | None = None) -> list[dict]:
         """The statuses of several deployments of one repository, ``concurrency`` requests at a time
         (GitHub has no bulk endpoint: one request per deployment), in the order of ``deployment_ids``.
-        Any failure is raised once the requests in flight have finished."""
+        Any failure is raised once the requests in flight have finished. With ``missing`` given, a
+        deployment that no longer exists (404: deleted since it was listed) is appended to it
+        instead of failing the whole call."""
         ids = [int(i) for i in deployment_ids]
+
+        def one(deployment_id: int) -> list[dict]:
+            try:
+                return self.deployment_statuses(full_name, deployment_id)
+            except ApiError as exc:
+                if missing is None or exc.status != 404:
+                    raise
+                missing.append(deployment_id)
+                return []
+
         if len(ids) <= 1 or self.concurrency <= 1:
-            return [s for i in ids for s in self.deployment_statuses(full_name, i)]
+            return [s for i in ids for s in one(i)]
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gh-statuses") as pool:
-            futures = [pool.submit(self.deployment_statuses, full_name, i) for i in ids]
+            futures = [pool.submit(one, i) for i in ids]
             try:
                 return [s for fut in futures for s in fut.result()]
             finally:

@@ -1,5 +1,6 @@
 -- One row per GitHub deployment: environment, outcome, and whether an incident followed it.
--- Change failure: an incident on a service of the same repo created within 24 hours after the deployment succeeded (the link is made in fct_incidents).
+-- Change failure: any incident (not merged) on a service of the same repo created within 24 hours after the deployment succeeded.
+-- A repo may deploy several services: the deployment is still one row, attributed to the owner of the repo's first service (by id).
 -- deployment_id: GitHub deployment id
 -- repo: owner/name
 -- environment: target environment
@@ -8,9 +9,9 @@
 -- final_state: the latest status (success, failure, error, inactive, in_progress, queued, pending); null when it has none yet
 -- succeeded_at: first success status (UTC); null when it never succeeded
 -- is_successful: reached success
--- team_key: team owning the repo's (first) service on the day of the deployment
--- caused_incident: a successful production deployment followed by an incident within 24 hours on a service of the repo
--- seconds_to_recover: for a failed change, deployment success to the resolve of the first incident it caused, in seconds
+-- team_key: team owning the repo's first service (by service id) on the day of the deployment
+-- caused_incident: a successful production deployment followed within 24 hours by an incident on a service of the repo
+-- seconds_to_recover: for a failed change, deployment success to the resolve of the first incident that followed, in seconds
 with deployments as (
     select * from staging.stg_github__deployments
 ),
@@ -24,25 +25,42 @@ statuses as (
     group by deployment_id
 ),
 
-repo_owner as (
-    select
-        r.repo,
-        o.team_key,
-        o.valid_from,
-        o.valid_to,
-        row_number() over (partition by r.repo, o.valid_from order by r.service_id) as nth
+repo_services as (
+    -- every service the repo deploys, with its owner on each day (a repo may deploy several services)
+    select r.repo, r.service_id, o.team_key, o.valid_from, o.valid_to
     from staging.stg_ownership__service_repos as r
     inner join staging.stg_ownership__service_owners as o on o.service_id = r.service_id
 ),
 
-caused as (
+deployment_team as (
+    -- one team per deployment: the owner, on the deployment day, of the repo's first service (by id)
     select
-        linked_deployment_id as deployment_id,
-        arg_min(incident_id, created_at) as first_incident_id,
-        arg_min_null(resolved_at, created_at) as first_incident_resolved_at
-    from marts.fct_incidents
-    where linked_deployment_id is not null and not is_merged
-    group by linked_deployment_id
+        d.deployment_id,
+        arg_min(rs.team_key, rs.service_id) as team_key
+    from deployments as d
+    inner join repo_services as rs
+        on rs.repo = d.repo
+        and cast(d.created_at as date) >= rs.valid_from
+        and cast(d.created_at as date) < rs.valid_to
+    group by d.deployment_id
+),
+
+caused as (
+    -- any incident (not merged) on any service of the repo in the 24 hours after a production deployment succeeded
+    select
+        d.deployment_id,
+        arg_min(i.incident_id, i.created_at) as first_incident_id,
+        arg_min_null(i.resolved_at, i.created_at) as first_incident_resolved_at
+    from deployments as d
+    inner join statuses as s on s.deployment_id = d.deployment_id and s.succeeded_at is not null
+    inner join (select distinct repo, service_id from staging.stg_ownership__service_repos) as r on r.repo = d.repo
+    inner join marts.fct_incidents as i
+        on i.service_id = r.service_id
+        and not i.is_merged
+        and i.created_at >= s.succeeded_at
+        and i.created_at < s.succeeded_at + interval 24 hour
+    where d.environment = coalesce(getvariable('production_environment'), 'production')
+    group by d.deployment_id
 ),
 
 final as (
@@ -60,11 +78,7 @@ final as (
         epoch(c.first_incident_resolved_at) - epoch(s.succeeded_at) as seconds_to_recover
     from deployments as d
     left join statuses as s on s.deployment_id = d.deployment_id
-    left join repo_owner as o
-        on o.repo = d.repo
-        and o.nth = 1
-        and cast(d.created_at as date) >= o.valid_from
-        and cast(d.created_at as date) < o.valid_to
+    left join deployment_team as o on o.deployment_id = d.deployment_id
     left join caused as c on c.deployment_id = d.deployment_id
 )
 
