@@ -52,7 +52,8 @@ class ServiceSpec:
     service_id: str
     name: str
     repos: tuple[str, ...]
-    owners: tuple[OwnerPeriod, ...]
+    owners: tuple[OwnerPeriod, ...]  # empty for a service marked unowned
+    unowned: bool = False  # listed on purpose with no owner (e.g. a shared alerting sink)
 
 
 @dataclass
@@ -95,6 +96,13 @@ class Ownership:
                 }
                 for s in self.services
                 for p in s.owners
+            ]
+            + [
+                # an explicitly unowned service: one row without a team, so it counts as known
+                {"service_id": s.service_id, "service_name": s.name, "team_key": None, "valid_from": None,
+                 "valid_to": None}
+                for s in self.services
+                if s.unowned
             ],
             columns=["service_id", "service_name", "team_key", "valid_from", "valid_to"],
         )
@@ -286,7 +294,7 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
     services: list[ServiceSpec] = []
     seen_services: dict[str, int] = {}
     for node in services_node.value:
-        m = r.mapping(node, "a service", {"pagerduty_service_id", "name", "repos", "owners", "owner"})
+        m = r.mapping(node, "a service", {"pagerduty_service_id", "name", "repos", "owners", "owner", "unowned"})
         sid = r.string(r.required(m, "pagerduty_service_id", "a service", node.line), "pagerduty_service_id")
         if sid in seen_services:
             raise r.fail(m["pagerduty_service_id"].line, f"service {sid!r} is listed twice (first on line {seen_services[sid]})")
@@ -302,9 +310,16 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
                     raise r.fail(rn.line, f"repo {repo!r} must look like owner/name")
                 repos.append(repo)
         periods: list[tuple[str, date | None, int]] = []
+        unowned = "unowned" in m and m["unowned"].value is True
+        if "unowned" in m and not isinstance(m["unowned"].value, bool):
+            raise r.fail(m["unowned"].line, f"service {sid!r}: unowned must be true or false")
+        if unowned and ("owner" in m or "owners" in m):
+            raise r.fail(m["unowned"].line, f"service {sid!r}: an unowned service cannot also have an owner")
         if "owner" in m and "owners" in m:
             raise r.fail(m["owner"].line, f"service {sid!r}: give either 'owner' or 'owners', not both")
-        if "owner" in m:
+        if unowned:
+            pass  # known, owned by nobody: its incidents count for no team
+        elif "owner" in m:
             team = r.string(m["owner"], "owner")
             periods.append((team, None, m["owner"].line))
         elif "owners" in m and isinstance(m["owners"].value, list) and m["owners"].value:
@@ -313,7 +328,8 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
                 team = r.string(r.required(pm, "team", f"an owner of service {sid!r}", pn.line), "owner team")
                 periods.append((team, r.optional_date(pm.get("from"), "from"), pm["team"].line))
         else:
-            raise r.fail(node.line, f"service {sid!r} has no owner (add 'owner: <team>' or an 'owners:' list)")
+            raise r.fail(node.line, f"service {sid!r} has no owner (add 'owner: <team>', an 'owners:' list, "
+                                    "or 'unowned: true' if nobody owns it on purpose)")
         for team, _, line in periods:
             if team not in seen_teams:
                 raise r.fail(line, f"service {sid!r} is owned by unknown team {team!r}")
@@ -326,7 +342,7 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
             OwnerPeriod(team, start, periods[i + 1][1] if i + 1 < len(periods) else None)
             for i, (team, start, _) in enumerate(periods)
         )
-        services.append(ServiceSpec(service_id=sid, name=name, repos=tuple(repos), owners=owners))
+        services.append(ServiceSpec(service_id=sid, name=name, repos=tuple(repos), owners=owners, unowned=unowned))
 
     return Ownership(source=source, teams=teams, services=services)
 

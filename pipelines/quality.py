@@ -264,12 +264,13 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
         "stg_ownership__service_owners", "service_id",
         """
         select o.service_id, o.team_key, o.valid_from, o.valid_to,
-               exists (select 1 from staging.stg_ownership__teams as t where t.team_key = o.team_key) as team_known
+               o.team_key is null  -- listed as unowned on purpose
+               or exists (select 1 from staging.stg_ownership__teams as t where t.team_key = o.team_key) as team_known
         from staging.stg_ownership__service_owners as o
         order by o.service_id, o.valid_from
         """,
         (
-            _not_null("service_id"), _not_null("team_key"), _unique_together(["service_id", "valid_from"]),
+            _not_null("service_id"), _unique_together(["service_id", "valid_from"]),
             Rule("valid_to is after valid_from", BLOCKING,
                  lambda s: _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
                      column_A="valid_to", column_B="valid_from", or_equal=False, ignore_row_if="either_value_is_missing")),

@@ -128,3 +128,15 @@ def test_backstage_unknown_owner_points_at_the_component(tmp_path):
                     "  annotations: {pagerduty.com/service-id: P1}\nspec: {owner: group:nobody}\n")
     with pytest.raises(OwnershipError, match=r"catalog-info.yaml:4: .*unknown team 'nobody'"):
         load_ownership(path)
+
+
+def test_a_service_can_be_listed_as_unowned_on_purpose():
+    o = parse_ownership(GOOD + "  - pagerduty_service_id: PSINK\n    unowned: true\n", "ownership.yaml")
+    sink = o.services[-1]
+    assert (sink.service_id, sink.unowned, sink.owners) == ("PSINK", True, ())
+    last = o.service_owners_frame().iloc[-1]
+    assert (last["service_id"], last["service_name"]) == ("PSINK", "PSINK")
+    assert last[["team_key", "valid_from", "valid_to"]].isna().all()
+    with pytest.raises(OwnershipError, match=r"ownership.yaml:20: service .PSINK.: an unowned service cannot"):
+        parse_ownership(GOOD + "  - pagerduty_service_id: PSINK\n    owner: search\n    unowned: true\n",
+                        "ownership.yaml")

@@ -286,3 +286,24 @@ def test_a_repo_deploying_two_services_counts_each_deployment_once(con):
                        "where month = date '2025-06-01'").fetchall() == [("beta", 3, 3)]
     # the incident links to the latest of them
     assert _fct(con)["I20"]["linked_deployment_id"] == 3
+
+
+def test_a_service_listed_as_unowned_is_known_but_has_no_team(con):
+    """'unowned: true' (say, a shared alerting sink): its incidents stay out of every team's
+    numbers, the service counts as known, and the blocking ownership checks pass."""
+    from pipelines import quality
+
+    ingest.load_ownership_tables(con, parse_ownership(
+        OWNERSHIP + "  - pagerduty_service_id: S3\n    name: alert-sink\n    unowned: true\n"))
+    with wh.transaction(con):
+        wh.upsert_raw(con, "pagerduty_incidents", [pd_incident("I30", "S3", "2025-05-02T10:00:00Z",
+                                                               resolved="2025-05-02T10:10:00Z")],
+                      run_id=RUN, fetched_at=NOW)
+    wh.build_all(con)
+    assert con.execute("select team_key from marts.fct_incidents where incident_id = 'I30'").fetchall() == [(None,)]
+    assert con.execute("select current_team_key, in_ownership_file from marts.dim_services where service_id = 'S3'"
+                       ).fetchall() == [(None, True)]
+    for table in ("stg_ownership__service_owners", "stg_pagerduty__incidents"):
+        for severity in ("blocking", "warning"):
+            outcome = quality.check_table(con, table, severity)
+            assert outcome.passed, (table, severity, outcome.failures)

@@ -1,6 +1,7 @@
 -- Teams from the ownership file: time zone, business hours and adoption date.
 -- team_key: the team's key in the ownership file
 -- team_name: display name
+-- pagerduty_team_id: the team's PagerDuty team id from the ownership file (optional)
 -- time_zone: IANA zone the business hours are in
 -- business_hours_start: local start of business hours (HH:MM)
 -- business_hours_end: local end of business hours (HH:MM, exclusive)
