@@ -953,10 +953,14 @@ def _imputed_residuals(fit, t_idx, m_idx, w, s, group, n_groups, team_keep):
 
 def _jackknife(estimates_full: np.ndarray, estimates_loo: np.ndarray) -> np.ndarray:
     """Delete-one-group jackknife SE per column (rows of estimates_loo = left-out groups)."""
-    g = estimates_loo.shape[0]
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(estimates_loo, axis=0)
-        return np.sqrt((g - 1) / g * np.nansum((estimates_loo - mean) ** 2, axis=0))
+    valid = np.isfinite(estimates_loo)
+    g = valid.sum(axis=0)  # groups whose leave-one-out estimate exists, per column
+    filled = np.where(valid, estimates_loo, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=0) / g
+        se = np.sqrt((g - 1) / g * (np.where(valid, estimates_loo - mean, 0.0) ** 2).sum(axis=0))
+    # Fewer than two leave-one-out estimates: no standard error (not a zero-width CI).
+    return np.where(g >= 2, se, np.nan)
 
 
 def org_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,

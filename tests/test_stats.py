@@ -541,3 +541,11 @@ def test_kaplan_meier_median_ci_is_ordered_around_the_median():
     out = S.summarize_durations(seconds, censored=censored)
     assert out["median_method"] == "kaplan_meier"
     assert out["median_ci_low_s"] < out["median_s"] < out["median_ci_high_s"]
+
+
+def test_jackknife_se_is_missing_not_zero_without_two_estimates():
+    loo = np.array([[1.0, np.nan, 2.0], [3.0, np.nan, np.nan], [5.0, np.nan, np.nan]])
+    se = S._jackknife(np.zeros(3), loo)
+    # column 0: values 1, 3, 5 -> sqrt(2/3 * ((1-3)^2 + 0 + (5-3)^2)) = sqrt(16/3)
+    assert se[0] == pytest.approx(np.sqrt(16 / 3))
+    assert np.isnan(se[1]) and np.isnan(se[2])
