@@ -24,6 +24,19 @@ DEMO_PAGERDUTY_TOKEN = "pd-demo-token"
 DEMO_GITHUB_TOKEN = "gh-demo-token"
 
 
+def _print_step_failures(result) -> None:
+    """One line per failed step, with the innermost cause: that is where our message is
+    (ApiError, OwnershipError, ...), not in Dagster's wrapping."""
+    if result.success:
+        return
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            while err.cause is not None:
+                err = err.cause
+            print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+
+
 def run_nightly(*, raise_on_error: bool = False) -> bool:
     """Run the nightly job in this process with the configuration in the environment."""
     import dagster as dg
@@ -37,14 +50,7 @@ def run_nightly(*, raise_on_error: bool = False) -> bool:
         # progress lines (context.log.info) on the terminal, not every engine event
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                err = event.step_failure_data.error
-                # The innermost cause carries our message (ApiError, OwnershipError, ...).
-                while err.cause is not None:
-                    err = err.cause
-                print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+    _print_step_failures(result)
     return result.success
 
 
@@ -63,13 +69,7 @@ def run_backfill(since: str, until: str | None = None, *, window_days: int = 7, 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("backfill").execute_in_process(
         instance=instance, raise_on_error=raise_on_error, run_config=run_config)
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                err = event.step_failure_data.error
-                while err.cause is not None:
-                    err = err.cause
-                print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+    _print_step_failures(result)
     return result.success
 
 

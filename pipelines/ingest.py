@@ -22,6 +22,7 @@ import duckdb
 from pipelines import warehouse as wh
 from pipelines.ownership import Ownership
 from pipelines.records import parse_time, quarantine_inconsistent, split_valid
+from pipelines.sources.http import ApiError, AuthError
 
 PAGERDUTY = "pagerduty"
 GITHUB = "github"
@@ -202,6 +203,14 @@ def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, setti
 # ------------------------------------------------------------------------------------- GitHub
 
 
+def is_one_repo_problem(exc: ApiError) -> bool:
+    """A repo the token cannot see (404) or page through (422): quarantined, and the other repos
+    load. A rejected token (401, 403: AuthError) or an unreachable or failing API (no status, 5xx)
+    is everyone's problem and fails the run."""
+    return not isinstance(exc, AuthError) and exc.status is not None and exc.status < 500
+
+
+
 def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: datetime,
                             settings: SyncSettings) -> tuple[StreamResult, StreamResult]:
     """Deployments of each repo, newest first until the bookmark; statuses only for deployments
@@ -228,14 +237,8 @@ def sync_github_deployments(con, client, repos: list[str], *, run_id: str, now: 
                     break  # newest first: everything further is older than the bookmark
                 if created is None or created >= since or str(d.get("id")) in unfinished:
                     new.append(d)
-        except Exception as exc:  # noqa: BLE001 - one unreadable repo must not lose the others
-            from pipelines.sources.http import AuthError, ApiError
-
-            # One repo the token cannot see (404) or page through (422) is quarantined and the others
-            # load; a rejected token (401, 403: AuthError) or an unreachable or failing API (no
-            # status, 5xx) fails the run.
-            if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
-                    or exc.status >= 500):
+        except ApiError as exc:
+            if not is_one_repo_problem(exc):
                 raise
             with wh.transaction(con):
                 quarantine(con, source=GITHUB, stream="deployments", record={"repo": repo}, rule="repo_unreadable",
@@ -310,14 +313,8 @@ def sync_github_pull_requests(con, client, repos: list[str], *, run_id: str, now
                 if updated is not None and updated < since:
                     break
                 new.append(p)
-        except Exception as exc:  # noqa: BLE001
-            from pipelines.sources.http import AuthError, ApiError
-
-            # One repo the token cannot see (404) or page through (422) is quarantined and the others
-            # load; a rejected token (401, 403: AuthError) or an unreachable or failing API (no
-            # status, 5xx) fails the run.
-            if (isinstance(exc, AuthError) or not isinstance(exc, ApiError) or exc.status is None
-                    or exc.status >= 500):
+        except ApiError as exc:
+            if not is_one_repo_problem(exc):
                 raise
             with wh.transaction(con):
                 quarantine(con, source=GITHUB, stream="pull_requests", record={"repo": repo}, rule="repo_unreadable",
