@@ -175,27 +175,48 @@ def split_log_entries(records: list[dict]) -> tuple[list[dict], list[tuple[dict,
     return attributable, bad
 
 
-def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, settings: SyncSettings) -> StreamResult:
+def sync_pagerduty_log_entries(con, client, *, run_id: str, now: datetime, settings: SyncSettings,
+                               batch_size: int = 5_000) -> StreamResult:
     """The account-wide log-entry feed by time window: every ack, resolve and reassignment since
-    the bookmark, one request per 100 entries (never one request per incident)."""
+    the bookmark, one request per 100 entries (never one request per incident).
+
+    Entries are written ``batch_size`` at a time inside ONE transaction, so memory stays bounded
+    (a two-year backfill holds hundreds of thousands of entries) and a failure or a kill anywhere
+    still leaves nothing of this run behind."""
     since, hwm = _window(con, PAGERDUTY, "log_entries", now, settings)
     before = _stream_stats(client, "log_entries")
-    records = list(client.log_entries(since, now))
-    attributable, bad = split_log_entries(records)
-    # Embedded full incidents (include[]=incidents) are not stored here: raw keeps the entry as sent.
     result = StreamResult(PAGERDUTY, "log_entries", since, now)
-    new_hwm = max([hwm] * (hwm is not None) + [parse_time(r["created_at"]) for r in attributable], default=None)
+    new_hwm, n_records, n_bad = hwm, 0, 0
+    up = wh.UpsertResult()
     with wh.transaction(con):
-        for r, rule, reason in bad:
-            quarantine(con, source=PAGERDUTY, stream="log_entries", record=r, rule=rule, reason=reason, run_id=run_id)
-        up = wh.upsert_raw(con, "pagerduty_log_entries", attributable, run_id=run_id, fetched_at=now)
+
+        def write(batch: list[dict]) -> None:
+            nonlocal new_hwm, n_bad, up
+            # Embedded full incidents (include[]=incidents) are not stored: raw keeps the entry as sent.
+            attributable, bad = split_log_entries(batch)
+            for r, rule, reason in bad:
+                quarantine(con, source=PAGERDUTY, stream="log_entries", record=r, rule=rule, reason=reason,
+                           run_id=run_id)
+            n_bad += len(bad)
+            up += wh.upsert_raw(con, "pagerduty_log_entries", attributable, run_id=run_id, fetched_at=now)
+            new_hwm = max([new_hwm] * (new_hwm is not None) + [parse_time(r["created_at"]) for r in attributable],
+                          default=None)
+
+        batch: list[dict] = []
+        for record in client.log_entries(since, now):
+            batch.append(record)
+            n_records += 1
+            if len(batch) >= batch_size:
+                write(batch)
+                batch = []
+        write(batch)
         swept = quarantine_inconsistent(con, run_id=run_id)  # acks outside their incident (records.py)
         if new_hwm is not None:
             wh.set_high_water_mark(con, PAGERDUTY, "log_entries", new_hwm, run_id)
         result.api = _stats_delta(before, _stream_stats(client, "log_entries"))
         wh.record_sync_run(con, run_id=run_id, source=PAGERDUTY, stream="log_entries",
-                           stats={**result.api, "records": len(records)}, window=(since, now))
-    result.received, result.changed, result.quarantined = up.received, up.changed, len(bad) + swept
+                           stats={**result.api, "records": n_records}, window=(since, now))
+    result.received, result.changed, result.quarantined = up.received, up.changed, n_bad + swept
     result.high_water_mark = new_hwm
     return result
 

@@ -237,3 +237,26 @@ def test_statistics_marts_say_insufficient_data_for_a_tiny_team(warehouse_after_
     assert con.execute("select count(*) from marts.team_comparisons where team = 'blue'").fetchone() == (0,)
     org = con.execute("select verdict from marts.org_effects where metric = 'time_to_resolve'").fetchone()
     assert org == ("insufficient_data",)
+
+
+def test_log_entries_written_in_batches_equal_one_batch(emulator, tmp_path):
+    """Batches bound memory on big backfills; they must not change what lands (23 entries, batches of 2)."""
+    from pipelines import ingest
+    from pipelines import warehouse as wh
+    from pipelines.sources.pagerduty import PagerDutyClient
+
+    now = datetime.now(UTC)
+    contents = []
+    for batch_size in (2, 10_000):
+        con = wh.connect(tmp_path / f"w{batch_size}.duckdb")
+        wh.ensure_schemas(con)
+        with PagerDutyClient(emulator.pagerduty_url, PD_TOKEN) as client:
+            result = ingest.sync_pagerduty_log_entries(con, client, run_id="r", now=now,
+                                                       settings=ingest.SyncSettings(history_days=1000),
+                                                       batch_size=batch_size)
+        assert (result.received, result.changed, result.quarantined) == (23, 23, 0)
+        contents.append((con.execute("select id, payload from raw.pagerduty_log_entries order by id").fetchall(),
+                         con.execute("select high_water_mark from raw.sync_state").fetchall()))
+        con.close()
+    assert contents[0] == contents[1]
+    assert len(contents[0][0]) == 23
