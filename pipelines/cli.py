@@ -221,6 +221,13 @@ def _print_baselines(analytics: Path) -> None:
             "b.median_seconds_to_resolve, b.p90_seconds_to_resolve, b.median_seconds_to_acknowledge "
             "from marts.team_baselines b join marts.dim_teams t using (team_key) order by b.team_key"
         ).fetchall()
+        verdicts = dict(con.execute(
+            "select verdict, count(*) from marts.team_comparisons "
+            "where metric = 'time_to_resolve' and variant = 'transition_excluded' group by verdict"
+        ).fetchall())
+        org = con.execute(
+            "select estimate, ci_low, ci_high, verdict from marts.org_effects where metric = 'time_to_resolve'"
+        ).fetchone()
     finally:
         con.close()
     header = f"{'team':<16} {'adopted':<10} {'n (90 d)':>8} {'median TTR':>11} {'p90 TTR':>13} {'median TTA':>11}"
@@ -230,6 +237,16 @@ def _print_baselines(analytics: Path) -> None:
     for team, adopted, n, med, p90, tta in rows:
         p90_text = fmt_duration(p90) if p90 is not None else "too few (<20)"
         print(f"{team:<16} {adopted:<10} {n:>8} {fmt_duration(med):>11} {p90_text:>13} {fmt_duration(tta):>11}")
+    if verdicts:
+        cannot_tell = verdicts.get("inconclusive", 0) + verdicts.get("insufficient_data", 0)
+        print()
+        print(f"Time to resolve, six months before vs after adoption: {verdicts.get('improved', 0)} teams improved, "
+              f"{verdicts.get('worsened', 0)} worsened, {verdicts.get('equivalent', 0)} no meaningful change, "
+              f"{cannot_tell} cannot tell yet.")
+    if org and org[0] is not None and org[1] is not None:
+        words = {"improved": "improved", "worsened": "worsened", "equivalent": "no meaningful change"}
+        print(f"Organisation-wide: x{org[0]:.2f} (95 % CI x{org[1]:.2f} to x{org[2]:.2f}): "
+              f"{words.get(org[3], 'cannot tell yet')}. The report explains why.")
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
