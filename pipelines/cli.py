@@ -221,13 +221,16 @@ def _print_baselines(analytics: Path) -> None:
             "b.median_seconds_to_resolve, b.p90_seconds_to_resolve, b.median_seconds_to_acknowledge "
             "from marts.team_baselines b join marts.dim_teams t using (team_key) order by b.team_key"
         ).fetchall()
-        verdicts = dict(con.execute(
-            "select verdict, count(*) from marts.team_comparisons "
-            "where metric = 'time_to_resolve' and variant = 'transition_excluded' group by verdict"
-        ).fetchall())
-        org = con.execute(
-            "select estimate, ci_low, ci_high, verdict from marts.org_effects where metric = 'time_to_resolve'"
-        ).fetchone()
+        try:
+            verdicts = dict(con.execute(
+                "select verdict, count(*) from marts.team_comparisons "
+                "where metric = 'time_to_resolve' and variant = 'transition_excluded' group by verdict"
+            ).fetchall())
+            org = con.execute(
+                "select estimate, ci_low, ci_high, verdict from marts.org_effects where metric = 'time_to_resolve'"
+            ).fetchone()
+        except duckdb.BinderException:  # no incidents at all: the statistics tables hold only a note
+            verdicts, org = {}, None
     finally:
         con.close()
     header = f"{'team':<16} {'adopted':<10} {'n (90 d)':>8} {'median TTR':>11} {'p90 TTR':>13} {'median TTA':>11}"
