@@ -119,6 +119,15 @@ def team_seed(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng(words)
 
 
+def _with_verdict(out: dict, nb: int, na: int, *, min_n: int, low_power_n: int, mde_low_power: float,
+                  alpha: float, direction: str) -> dict:
+    """Add the verdict and the low-power flag of a two-arm comparison (``nb``, ``na`` per arm)."""
+    out["verdict"] = decide_verdict(nb, na, out["ci_low"], out["ci_high"], out["tost_p"], min_n=min_n,
+                                    alpha=alpha, direction=direction)
+    out["low_power"] = bool(nb < low_power_n or na < low_power_n or not (out["mde"] <= mde_low_power))
+    return out
+
+
 def decide_verdict(n_before: float, n_after: float, ci_low: float, ci_high: float, tost_p: float, *,
                    min_n: int = DEFAULT_MIN_N, alpha: float = 0.05,
                    direction: str = "lower_is_better", sufficient: bool | None = None) -> str:
@@ -433,10 +442,8 @@ def compare_arms(before, after, *, metric: str = "time_to_resolve", min_n: int =
             ratios = bootstrap_medians(a_sorted, n_boot, rng) / bootstrap_medians(b_sorted, n_boot, rng)
             q = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
             out["median_ratio_ci_low"], out["median_ratio_ci_high"] = float(q[0]), float(q[1])
-    out["verdict"] = decide_verdict(nb, na, out["ci_low"], out["ci_high"], out["tost_p"], min_n=min_n,
-                                    alpha=alpha, direction=direction)
-    out["low_power"] = bool(nb < low_power_n or na < low_power_n or not (out["mde"] <= mde_low_power))
-    return out
+    return _with_verdict(out, nb, na, min_n=min_n, low_power_n=low_power_n, mde_low_power=mde_low_power,
+                         alpha=alpha, direction=direction)
 
 
 def compare_rates(count_before: int, exposure_before_days: float, count_after: int,
@@ -533,10 +540,8 @@ def compare_proportions(successes_before: int, n_before: int, successes_after: i
         p_hi = _norm_cdf((lrr - math.log(1 + equivalence_margin)) / se)
         out["tost_p"] = max(p_lo, p_hi)
         out["mde"] = _mde_from_se(se, confidence)
-    out["verdict"] = decide_verdict(nb, na, out["ci_low"], out["ci_high"], out["tost_p"], min_n=min_n,
-                                    alpha=alpha, direction=direction)
-    out["low_power"] = bool(nb < low_power_n or na < low_power_n or not (out["mde"] <= mde_low_power))
-    return out
+    return _with_verdict(out, nb, na, min_n=min_n, low_power_n=low_power_n, mde_low_power=mde_low_power,
+                         alpha=alpha, direction=direction)
 
 
 def compare_counts(before, after, *, min_n: int = DEFAULT_MIN_N, low_power_n: int = DEFAULT_LOW_POWER_N,
@@ -578,10 +583,8 @@ def compare_counts(before, after, *, min_n: int = DEFAULT_MIN_N, low_power_n: in
             p_hi = _t_cdf((d - math.log(1 + equivalence_margin)) / se, df)
             out["tost_p"] = max(p_lo, p_hi)
             out["mde"] = _mde_from_se(se, confidence)
-    out["verdict"] = decide_verdict(nb, na, out["ci_low"], out["ci_high"], out["tost_p"], min_n=min_n,
-                                    alpha=alpha, direction=direction)
-    out["low_power"] = bool(nb < low_power_n or na < low_power_n or not (out["mde"] <= mde_low_power))
-    return out
+    return _with_verdict(out, nb, na, min_n=min_n, low_power_n=low_power_n, mde_low_power=mde_low_power,
+                         alpha=alpha, direction=direction)
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from requests.models import PreparedRequest
 from requests.utils import parse_header_links
 
-from .http import ApiError, HttpClient, StreamStats
+from .http import ApiError, HttpClient, SourceClient
 
 logger = logging.getLogger("incident_metrics.sources")
 
@@ -93,7 +93,7 @@ def _next_link(link_header: str | None) -> str | None:
     return None
 
 
-class GitHubClient:
+class GitHubClient(SourceClient):
     """Read-only GitHub REST client."""
 
     def __init__(
@@ -130,26 +130,6 @@ class GitHubClient:
         self.concurrency = max(1, int(concurrency))
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def stats(self) -> dict[str, StreamStats]:
-        return self._http.stats
-
-    @property
-    def http(self) -> HttpClient:
-        return self._http
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "GitHubClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"GitHubClient(base_url={self._http.base_url!r})"
 
     def repo(self, full_name: str) -> dict:
         owner, name = _split_full_name(full_name)

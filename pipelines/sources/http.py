@@ -635,3 +635,30 @@ def _secret_forms(auth_header: str) -> list[str]:
         forms.add(tail.split("=", 1)[1])
     # Longest first so that a header value is replaced whole before its parts.
     return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
+class SourceClient:
+    """What every API client shares: its ``HttpClient`` (``self._http``), per-stream accounting,
+    ``close()`` and use as a context manager. The repr names the base URL, never the token."""
+
+    _http: HttpClient
+
+    @property
+    def stats(self) -> dict[str, StreamStats]:
+        return self._http.stats
+
+    @property
+    def http(self) -> HttpClient:
+        return self._http
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._http.base_url!r})"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
-from .http import ApiError, HttpClient, StreamStats
+from .http import ApiError, HttpClient, SourceClient
 
 logger = logging.getLogger("incident_metrics.sources")
 
@@ -89,7 +89,7 @@ def _ceil_second(value: datetime) -> datetime:
     return v.replace(microsecond=0) + timedelta(seconds=1) if v.microsecond else v
 
 
-class PagerDutyClient:
+class PagerDutyClient(SourceClient):
     """Read-only PagerDuty client. Each method is a generator over records, counted per stream."""
 
     def __init__(
@@ -130,26 +130,6 @@ class PagerDutyClient:
         )
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def stats(self) -> dict[str, StreamStats]:
-        return self._http.stats
-
-    @property
-    def http(self) -> HttpClient:
-        return self._http
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "PagerDutyClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"PagerDutyClient(base_url={self._http.base_url!r})"
 
     def teams(self) -> Iterator[dict]:
         return self._list("/teams", "teams", "teams")
