@@ -156,3 +156,15 @@ def test_log_entries_are_consistent_with_incident_fields():
             assert len(resolves) == 1 and resolves[0].created_at == inc.resolved_at
         assert len({e.id for e in ents}) == len(ents)
         assert len(inc.id) == 7 and inc.id.startswith("P") and inc.id.isalnum() and inc.id.isupper()
+
+
+def test_large_organisations_get_unique_user_names_and_logins():
+    # 80 teams x 6 users = 480 users: more than the 24 x 18 = 432 first/last pairings the
+    # generator draws from (it used to loop for ever once every pairing was taken).
+    cfg = GeneratorConfig(end=END, n_teams=80, months=1, incidents_per_team_month=1.0, deploys_per_repo_week=0.1)
+    org = generate_organisation(5, cfg)
+    assert len(org.users) == 480
+    assert len({u.name for u in org.users}) == 480
+    assert len({u.github_login for u in org.users}) == 480
+    assert len({u.email for u in org.users}) == 480
+    assert sum(u.name.endswith("2") for u in org.users) == 480 - 432

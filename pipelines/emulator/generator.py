@@ -316,6 +316,10 @@ def generate_organisation(seed: int, config: GeneratorConfig | None = None) -> O
             while True:
                 first = _FIRST[int(rng.integers(len(_FIRST)))]
                 last = _LAST[int(rng.integers(len(_LAST)))]
+                if len(name_seen) >= len(_FIRST) * len(_LAST):
+                    # Every pairing is taken (large organisations): number the namesakes.
+                    suffix = str(len(name_seen) // (len(_FIRST) * len(_LAST)) + 1)
+                    last = f"{last}{suffix}"
                 if f"{first} {last}" not in name_seen:
                     break
             name_seen.add(f"{first} {last}")
