@@ -56,7 +56,7 @@ def sizes(end: date) -> dict[str, Size]:
         "medium": Size("medium", GeneratorConfig(n_teams=50, incidents_per_team_month=42, **common), run_tap=False),
         "large": Size("large", GeneratorConfig(n_teams=200, incidents_per_team_month=52,
                                                **{**common, "deploys_per_repo_week": 4.8}),
-                      rate_limit=9600, run_tap=False),
+                      rate_limit=3000, run_tap=False),
     }
 
 

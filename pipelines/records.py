@@ -235,12 +235,52 @@ def split_valid(records: Iterable[Any], required_time: str, *, kind: str | None 
 
 # ----------------------------------------------------------------------------- cross-record rules
 
-_ACK_OUTSIDE_INCIDENT = """
-    with resolves as (
-        select payload -> 'incident' ->> 'id' as incident_id,
-               max(try_cast(payload ->> 'created_at' as timestamptz)) as resolve_logged_at
-        from raw.pagerduty_log_entries
-        where payload ->> 'type' = 'resolve_log_entry'
+# Acknowledgements that fall outside their incident, among the rows this run wrote (its entries, and
+# the entries of its incidents). Payloads are stored as json.dumps writes them, so an entry's type
+# appears verbatim in its text: a substring test (a cheap scan) picks the candidates before the JSON
+# is parsed (once per row, all fields at a time), which on a two-year history (a million entries)
+# is most of the cost of this check. When the caller staged this run's entries with their type,
+# incident and time ({staged}), those are taken from there and only older entries are parsed.
+_ENTRY_FIELDS = "json_extract_string(payload, ['$.type', '$.incident.id', '$.created_at'])"
+
+
+def _ack_outside_incident(staged: str | None) -> str:
+    def raw_entries(kind: str, where: str) -> str:
+        return f"""
+            select id, f[2] as incident_id, try_cast(f[3] as timestamptz) as created_at
+            from (select id, run_id, {_ENTRY_FIELDS} as f from raw.pagerduty_log_entries
+                  where {where} contains(payload::varchar, '{kind}'))
+            where f[1] = '{kind}'"""
+
+    if staged is None:
+        acks = raw_entries("acknowledge_log_entry", "") + \
+            " and (run_id = $run_id or f[2] in (select id from run_incidents))"
+        resolves = "select incident_id, created_at from (" + raw_entries("resolve_log_entry", "") + \
+            " and f[2] in (select incident_id from acks))"
+    else:
+        older_acks = raw_entries("acknowledge_log_entry", "run_id <> $run_id and") + \
+            " and f[2] in (select id from run_incidents)"
+        acks = f"""
+            select id, incident_id, created_at from {staged}
+            where kind = 'acknowledge_log_entry' and id in (select id from raw.pagerduty_log_entries)
+            union all ({older_acks} and id not in (select id from {staged}))"""
+        resolves = f"""
+            select incident_id, created_at from {staged}
+            where kind = 'resolve_log_entry' and incident_id in (select incident_id from acks)
+            union all (select incident_id, created_at from ({raw_entries("resolve_log_entry", "run_id <> $run_id and")}
+                       and f[2] in (select incident_id from acks) and id not in (select id from {staged})))"""
+    return f"""
+    with run_incidents as (
+        select id from raw.pagerduty_incidents where run_id = $run_id
+    ),
+
+    acks as materialized ({acks}
+    ),
+
+    resolves as (
+        select incident_id, max(created_at) as resolve_logged_at
+        from ({resolves}
+        )
         group by 1
     ),
 
@@ -248,28 +288,26 @@ _ACK_OUTSIDE_INCIDENT = """
         -- resolved as the marts take it: the incident's resolved_at, else its latest resolve entry
         select
             i.id,
-            i.run_id,
             try_cast(i.payload ->> 'created_at' as timestamptz) as created_at,
             coalesce(case when i.payload ->> 'status' = 'resolved'
                           then try_cast(i.payload ->> 'resolved_at' as timestamptz) end,
                      r.resolve_logged_at) as resolved_at
         from raw.pagerduty_incidents as i
         left join resolves as r on r.incident_id = i.id
+        where i.id in (select incident_id from acks)
     )
 
-    select l.id, l.payload::varchar as payload, try_cast(l.payload ->> 'created_at' as timestamptz) as acknowledged_at,
-           i.id as incident_id, i.created_at, i.resolved_at
-    from raw.pagerduty_log_entries as l
-    inner join incidents as i on i.id = l.payload -> 'incident' ->> 'id'
-    where (l.run_id = $run_id or i.run_id = $run_id)  -- what this run wrote; earlier rows were judged then
-      and l.payload ->> 'type' = 'acknowledge_log_entry'
-      and (try_cast(l.payload ->> 'created_at' as timestamptz) < i.created_at
-           or try_cast(l.payload ->> 'created_at' as timestamptz) > i.resolved_at)
-    order by l.id
+    select a.id, l.payload::varchar as payload, a.created_at as acknowledged_at, i.id as incident_id,
+           i.created_at, i.resolved_at
+    from acks as a
+    inner join incidents as i on i.id = a.incident_id
+    inner join raw.pagerduty_log_entries as l on l.id = a.id
+    where a.created_at < i.created_at or a.created_at > i.resolved_at
+    order by a.id
 """
 
 
-def quarantine_inconsistent(con, *, run_id: str) -> int:
+def quarantine_inconsistent(con, *, run_id: str, staged_entries: str | None = None) -> int:
     """Move acknowledgements that fall outside their incident's [created, resolved] from
     ``raw.pagerduty_log_entries`` to the quarantine; return how many.
 
@@ -277,12 +315,15 @@ def quarantine_inconsistent(con, *, run_id: str) -> int:
     after either stream is written (the caller owns the transaction). The incident stays: only the
     acknowledgement that cannot be placed is set aside, and its time to acknowledge is then taken
     from the next valid acknowledgement, if any.
+
+    ``staged_entries``: a table of the log entries this run has just written (``id, kind,
+    incident_id, created_at``; a superset does no harm), read instead of parsing their JSON again.
     """
     import json
 
     from pipelines.ingest import PAGERDUTY, quarantine
 
-    rows = con.execute(_ACK_OUTSIDE_INCIDENT, {"run_id": run_id}).fetchall()
+    rows = con.execute(_ack_outside_incident(staged_entries), {"run_id": run_id}).fetchall()
     for entry_id, payload, acked, incident_id, created, resolved in rows:
         where = "before the incident was created" if acked < created else "after the incident was resolved"
         quarantine(con, source=PAGERDUTY, stream="log_entries", record=json.loads(payload),

@@ -29,7 +29,8 @@ class PagerDutyResource(dg.ConfigurableResource):
     api_token: str
     ca_bundle: Optional[str] = None
     rate_per_minute: int = 900  # below PagerDuty's 960 a minute per token
-    concurrency: int = 4
+    # Requests in flight at most; None = enough for rate_per_minute (4 at 900 a minute, more for a raised limit).
+    concurrency: Optional[int] = None
     timeout_seconds: float = 30.0
     # Also read POST /analytics/raw/incidents into raw.pagerduty_analytics_incidents (pipelines/analytics_sync.py);
     # on 402/403/404 it falls back to incidents plus log entries (which always run).
@@ -49,13 +50,24 @@ class PagerDutyResource(dg.ConfigurableResource):
 
 
 class GitHubResource(dg.ConfigurableResource):
-    """GitHub REST API (``GITHUB_API_URL``, ``GITHUB_TOKEN``); GitHub Enterprise: https://HOST/api/v3."""
+    """GitHub REST and GraphQL APIs (``GITHUB_API_URL``, ``GITHUB_TOKEN``); GitHub Enterprise:
+    https://HOST/api/v3 (GraphQL then at https://HOST/api/graphql)."""
 
     api_url: str = "https://api.github.com"
     token: str
     ca_bundle: Optional[str] = None
-    concurrency: int = 4
+    concurrency: int = 4  # requests in flight, and repos read at once
     timeout_seconds: float = 30.0
+    # How deployments and their statuses are read: "graphql" (100 deployments with their statuses a
+    # request) or "rest" (plus one request per deployment; for a GitHub Enterprise Server without
+    # GraphQL, or a token refused there). None: INCIDENT_METRICS_GITHUB_DEPLOYMENTS_API, else graphql.
+    deployments_api: Optional[str] = None
+
+    def resolved_deployments_api(self) -> str:
+        from pipelines import config
+
+        value = self.deployments_api or config.env(config.ENV_GITHUB_DEPLOYMENTS_API, config.DEFAULT_GITHUB_DEPLOYMENTS_API)
+        return value.strip().lower()
 
     def client(self):
         from pipelines.sources.github import GitHubClient
@@ -66,6 +78,7 @@ class GitHubResource(dg.ConfigurableResource):
             ca_bundle=self.ca_bundle or None,
             concurrency=self.concurrency,
             timeout=self.timeout_seconds,
+            deployments_api=self.resolved_deployments_api(),
         )
 
 

@@ -11,6 +11,7 @@ requests and ETA, and the next night costs a normal night.
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ import duckdb
 import pytest
 
 from pipelines.backfill import BackfillRange, Progress
+from pipelines.ingest import BATCH_REPOS
 from tests.incremental_helpers import (
     PYTHON,
     ROOT,
@@ -72,14 +74,15 @@ def backfilled(tmp_path_factory):
              "--window-days", "30"],
             env=subprocess_env(srv, data, ownership), cwd=str(ROOT), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        backfill_requests = srv.stats()["requests"]
+        backfill_stats = srv.stats()
+        backfill_requests = backfill_stats["requests"]
         srv.reset_stats()
         materialize_all(srv, data, ownership, history_days=60)  # the next night
         yield {
             "org": org, "db": db, "since": datetime(since.year, since.month, since.day, tzinfo=UTC),
             "until": datetime(until.year, until.month, until.day, tzinfo=UTC), "before": before,
             "state_before": state_before, "fct_before": fct_before, "stdout": proc.stdout,
-            "backfill_requests": backfill_requests, "next_night": srv.stats(),
+            "backfill_requests": backfill_requests, "backfill_stats": backfill_stats, "next_night": srv.stats(),
         }
     finally:
         srv.stop()
@@ -136,7 +139,30 @@ def test_the_next_night_costs_a_normal_night(backfilled):
     routes = {k: v["requests"] for k, v in backfilled["next_night"]["by_route"].items()}
     assert routes.get("pagerduty GET /incidents", 0) <= 1
     assert routes.get("pagerduty GET /log_entries", 0) <= 1
-    assert backfilled["next_night"]["requests"] < backfilled["backfill_requests"] / 3
+    # GitHub: one GraphQL query for the newest deployments (with their statuses) of up to 25 repos (no
+    # new data tonight: none needs a page of its own), and one page of pull requests per repo. (This
+    # used to be "under a third of the backfill's requests", which held while the backfill paid one
+    # REST request per deployment for its statuses; through GraphQL the whole backfill costs a few
+    # dozen requests.)
+    repos = len(backfilled["org"].repos)
+    assert routes["github POST /graphql"] == math.ceil(repos / BATCH_REPOS)
+    assert routes["github GET /repos/{owner}/{repo}/pulls"] == repos
+    assert not [r for r in routes if "/deployments" in r]
+
+
+def test_the_backfill_reads_deployments_with_their_statuses_through_graphql(backfilled):
+    """Newest first, 100 deployments with their statuses a request, until the first one older than
+    the range: per repo, ceil((deployments at or after `since` + 1 older one, if any) / 100) pages."""
+    org, a = backfilled["org"], backfilled["since"]
+    now = org.now
+    pages = 0
+    for repo in {r.full_name for r in org.repos}:
+        created = [d.created_at for d in org.deployments if d.repo == repo and d.created_at <= now]
+        reach = sum(1 for c in created if c >= a) + (1 if any(c < a for c in created) else 0)
+        pages += max(1, math.ceil(reach / 100))
+    routes = {k: v["requests"] for k, v in backfilled["backfill_stats"]["by_route"].items()}
+    assert routes["github POST /graphql"] == pages
+    assert not [r for r in routes if "/deployments" in r]  # no REST deployments or statuses request
 
 
 def test_range_and_progress_units():

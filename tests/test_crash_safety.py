@@ -3,13 +3,14 @@
 The job runs in a child process (``pipelines.cli.run_nightly``, exactly what ``incident-metrics
 run`` does) against the emulator serving from this process. It is killed with SIGKILL:
 
-1. while it reads incidents from the API (detected from the emulator's request counters);
+1. while it reads incidents from the API (detected from the emulator's request counters), and
+   again after its second batch of incidents is staged (batches of 20), pages still coming;
 2. inside the open log-entries transaction, after the upsert and before the commit;
 3. inside the transaction that rebuilds ``marts.fct_incidents``;
 4. while it writes the analyst snapshot, before the rename.
 
-Points 2-4 are reached with a pause the child script wraps around warehouse functions (a test
-seam living in this file only: production code has no hook). After each kill the warehouse opens,
+Points 1b-4 are reached with a pause the child script wraps around warehouse functions and the
+PagerDuty staging (a test seam living in this file only: production code has no hook). After each kill the warehouse opens,
 every table is readable, the interrupted transaction left no trace (the table is as it was before
 the killed run), and the analyst snapshot is either absent or the complete previous one. The last
 rerun completes; its warehouse then equals a clean run's, table by table.
@@ -53,12 +54,28 @@ def pause(point):
         time.sleep(600)  # the test kills us here
 
 
+from pipelines import ingest
+if os.environ.get("KILL_TEST_INCIDENT_BATCH"):  # incidents staged in small batches
+    ingest.sync_pagerduty_incidents.__kwdefaults__["batch_size"] = int(os.environ["KILL_TEST_INCIDENT_BATCH"])
+
 _upsert = wh.upsert_raw
 def upsert_raw(con, table, records, **kw):
     result = _upsert(con, table, records, **kw)
     pause(f"upsert:{table}")  # inside the step's transaction: written, not committed
     return result
 wh.upsert_raw = upsert_raw
+
+# PagerDuty streams: staged batch by batch, then merged into raw in one transaction
+_merge, _stage, _staged = ingest._Staging.merge, ingest._Staging.add, {}
+def merge(self, **kw):
+    result = _merge(self, **kw)
+    pause(f"upsert:{self.table}")  # inside the step's transaction: written, not committed
+    return result
+def stage(self, records):
+    _stage(self, records)
+    _staged[self.table] = _staged.get(self.table, 0) + 1
+    pause(f"stage:{self.table}#{_staged[self.table]}")  # the n-th batch staged, pages still coming
+ingest._Staging.merge, ingest._Staging.add = merge, stage
 
 _comment = wh.comment_table
 def comment_table(con, schema, table, *args, **kw):
@@ -103,10 +120,12 @@ def _check_consistent(db: Path) -> None:
 
 
 class Child:
-    def __init__(self, srv, data: Path, ownership: Path, tmp: Path, pause: str = "") -> None:
+    def __init__(self, srv, data: Path, ownership: Path, tmp: Path, pause: str = "", incident_batch: int = 0) -> None:
         self.ready = tmp / f"ready-{time.monotonic_ns()}"
         env = subprocess_env(srv, data, ownership)
         env.update({"KILL_TEST_PAUSE": pause, "KILL_TEST_READY": str(self.ready)})
+        if incident_batch:
+            env["KILL_TEST_INCIDENT_BATCH"] = str(incident_batch)
         self.log = open(tmp / f"child-{time.monotonic_ns()}.log", "w")
         self.proc = subprocess.Popen([PYTHON, "-c", CHILD], env=env, cwd=str(tmp), stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -157,6 +176,15 @@ def test_sigkill_at_several_points_then_rerun_equals_a_clean_run(setup):
     child.kill()
     if db.exists():
         _check_consistent(db)
+
+    # 1b. during incidents, between batches: two batches of 20 staged while the pages are still
+    # being read; nothing of them may survive
+    child = Child(srv, data, ownership, tmp, pause="stage:pagerduty_incidents#2", incident_batch=20)
+    child.wait_for(child.ready.exists, "the second incidents batch")
+    child.kill()
+    _check_consistent(db)
+    assert _rows(db, "raw.pagerduty_incidents") == []
+    assert ("pagerduty", "incidents") not in _bookmarks(db)
 
     # 2. during log entries, inside the transaction: upserted, not committed
     before_entries = _rows(db, "raw.pagerduty_log_entries") if db.exists() else []

@@ -11,16 +11,19 @@ Asserted:
   does not re-read (each is checked to be exactly that), see ``_explained``;
 * running night 4 again leaves every table identical;
 * the requests of each incremental night are exactly what its changes call for (open incidents
-  re-read, statuses of new and unfinished deployments, one page per list), not history.
+  re-read, one page per list; GitHub deployments come with their statuses, so the new and
+  unfinished deployments of up to 25 repos cost one GraphQL query), not history.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
+from pipelines.ingest import BATCH_FIRST, BATCH_REPOS
 from pipelines.records import parse_time
 from tests.incremental_helpers import (
     deployment_in_flight,
@@ -206,7 +209,8 @@ def test_incremental_nights_cost_what_their_changes_call_for(nights):
         new_entries = len(cur["raw.pagerduty_log_entries"]) - len(prev["raw.pagerduty_log_entries"])
         assert routes["/incidents"] <= 1 + new_incidents // 100
         assert routes["/log_entries"] <= 1 + new_entries // 100
-        # statuses: deployments from the bookmark (minus the rewind) and recent unfinished ones
+        # deployments re-read with their statuses: from the bookmark (minus the rewind) and recent
+        # unfinished ones; the newest-first GraphQL page of 100 reaches back past all of them
         prev_deps, cur_deps, prev_final = _deployments(prev), _deployments(cur), _final_deployments(prev)
         wanted = set()
         for dep_id, (repo, created) in cur_deps.items():
@@ -215,13 +219,34 @@ def test_incremental_nights_cost_what_their_changes_call_for(nights):
                 wanted.add(dep_id)
             elif dep_id in prev_deps and dep_id not in prev_final and created >= hwm - UNFINISHED_WINDOW:
                 wanted.add(dep_id)
-        assert routes["/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"] == len(wanted)
         assert len(wanted) < len(cur_deps) / 10
-        # one page of deployments and of pull requests per repo
-        assert routes["/repos/{owner}/{repo}/deployments"] == len(repos)
+        # GraphQL: one query for up to BATCH_REPOS repos, BATCH_FIRST newest deployments (with their
+        # statuses) each; a repo whose BATCH_FIRST newest all lie within its re-read edge (the bookmark
+        # minus the rewind, or its oldest unfinished deployment) reads on, 100 a page, past that edge.
+        # (REST asked a list page per repo plus one statuses request per wanted deployment.)
+        pages = math.ceil(len(repos) / BATCH_REPOS)
+        for repo in repos:
+            hwm = _hwm(prev, "github", f"deployments:{repo}")
+            unfinished = [created for dep_id, (r, created) in prev_deps.items()
+                          if r == repo and dep_id not in prev_final and created >= hwm - UNFINISHED_WINDOW]
+            edge = min([hwm - REWIND, *unfinished])
+            created = [c for r, c in cur_deps.values() if r == repo]
+            within = sum(1 for c in created if c >= edge)
+            if within >= BATCH_FIRST and len(created) > BATCH_FIRST:
+                pages += math.ceil((within - BATCH_FIRST + (len(created) > within)) / 100)
+        assert routes["/graphql"] == pages
+        assert routes["/repos/{owner}/{repo}/deployments"] == 0
+        assert routes["/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"] == 0
         assert routes["/repos/{owner}/{repo}/pulls"] <= len(repos) + 1
-        assert requests[n] < requests[0] / 5
+        # and nothing else: the night is the directory lists plus the counts pinned above. (This used
+        # to be "under a fifth of the full load", which held while the full load paid one REST request
+        # per deployment for its statuses; through GraphQL the full load itself is a few dozen
+        # requests, and a page of pull requests per repo is paid every night.)
+        assert routes["/teams"] == routes["/services"] == 1
+        assert requests[n] == sum(routes[r] for r in ("/teams", "/services", "/incidents", "/log_entries",
+                                                      "/incidents/{id}", "/graphql", "/repos/{owner}/{repo}/pulls"))
         lines.append(f"night {n + 1}: {requests[n]} requests = {routes['/incidents/{id}']} open incidents re-read, "
-                     f"{len(wanted)} deployments' statuses, {new_incidents} new incidents, {new_entries} new log entries, "
-                     f"{sum(routes.values()) - routes['/incidents/{id}'] - len(wanted)} list pages")
+                     f"{routes['/graphql']} GraphQL queries for {len(wanted)} deployments and their statuses, "
+                     f"{new_incidents} new incidents, {new_entries} new log entries, "
+                     f"{sum(routes.values()) - routes['/incidents/{id}'] - routes['/graphql']} list pages")
     print("\n" + "\n".join(lines))

@@ -29,7 +29,7 @@ SKIP_ASSETS = {"reports/baseline_report", "analytics/snapshot"}  # not warehouse
 RUN_COLUMNS = {"run_id", "fetched_at", "rejected_at"}
 CLIENT_TIMEOUT = 0.5  # seconds: the hang faults outlast it
 PORT = re.compile(r"127\.0\.0\.1:\d+")
-DEPLOYMENTS_ROUTE = "github GET /repos/{owner}/{repo}/deployments"
+DEPLOYMENTS_ROUTE = "github POST /graphql"  # deployments and their statuses come through GraphQL
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def serve(org, faults: Faults | None = None, **kw) -> EmulatorServer:
                           github_rate_limit_per_hour=100_000, **kw).start()
 
 
-def run(srv: EmulatorServer, data_dir: Path, org) -> dg.ExecuteInProcessResult:
+def run(srv: EmulatorServer, data_dir: Path, org, *, github_concurrency: int = 4) -> dg.ExecuteInProcessResult:
     from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
     ownership = data_dir.parent / "ownership.yaml"
@@ -62,7 +62,8 @@ def run(srv: EmulatorServer, data_dir: Path, org) -> dg.ExecuteInProcessResult:
         selection=selection,
         resources={
             "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN, timeout_seconds=CLIENT_TIMEOUT),
-            "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN, timeout_seconds=CLIENT_TIMEOUT),
+            "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN, timeout_seconds=CLIENT_TIMEOUT,
+                                     concurrency=github_concurrency),
             "ownership": OwnershipResource(path=str(ownership)),
             "warehouse": WarehouseResource(data_dir=str(data_dir), history_days=120),
         },
@@ -142,25 +143,27 @@ def gh(**kw) -> FaultRule:
 
 
 # Groups of fault modes that run together (each on its own routes, so they do not mask one another):
-# name -> a factory of the Faults that one run must get through.
+# name -> a factory of the Faults that one run must get through. GitHub deployments and their
+# statuses are read through POST /graphql, one request per repo here (6 repos, fewer than 100
+# deployments each); faults on one route count that route's requests, retries included.
 RECOVERABLE = {
     "latency+5xx-bursts+408": lambda: Faults(latency_ms=2, jitter_ms=10, seed=3, rules=[
         FaultRule("status", route="/incidents", status=503, count=3),
         FaultRule("status", route="/log_entries", status=408, start=2, count=1),
         FaultRule("status", route="/services", status=500, count=2),
-        gh(kind="status", route="/deployments", status=502, start=2, count=3),
+        gh(kind="status", route="/graphql", status=502, start=2, count=3),
         gh(kind="status", route="/pulls", status=408, count=1)]),
     "connection-reset+hang-past-timeout": lambda: Faults(rules=[
         FaultRule("reset", route="/log_entries", start=2, count=2),
         FaultRule("hang", route="/incidents", count=1, seconds=1.5),
-        gh(kind="reset", route="/statuses", start=3, count=1),
-        gh(kind="hang", route="/deployments", start=4, count=1, seconds=1.5)]),
+        gh(kind="reset", route="/graphql", start=3, count=1),
+        gh(kind="hang", route="/graphql", start=4, count=1, seconds=1.5)]),  # the reset request's retry
     "truncated-json+html-200": lambda: Faults(rules=[
         FaultRule("truncate", route="/log_entries", start=3, count=1),
         FaultRule("short_body", route="/incidents", count=1),
         FaultRule("html", route="/teams", count=2),
         gh(kind="truncate", route="/pulls", start=2, count=1),
-        gh(kind="html", route="/deployments", count=1)]),
+        gh(kind="html", route="/graphql", count=1)]),
     "duplicate-across-pages": lambda: Faults(rules=[
         FaultRule("duplicate", route="/log_entries"),
         FaultRule("duplicate", route="/incidents"),
@@ -171,12 +174,13 @@ RECOVERABLE = {
     "429-with-and-without-headers+github-secondary-and-primary-limits": lambda: Faults(rules=[
         FaultRule("rate_limit", route="/log_entries", start=2, count=1, seconds=1),
         FaultRule("rate_limit_bare", route="/incidents", count=1),
-        gh(kind="rate_limit", route="/deployments", start=2, count=1, seconds=1),
+        # GraphQL requests 2, 4, 6, 8 (each followed by its retry): 6 repos make 10 requests in all
+        gh(kind="rate_limit", route="/graphql", start=2, count=1, seconds=1),
         gh(kind="rate_limit_bare", route="/pulls", start=3, count=1),
-        gh(kind="gh_secondary", route="/statuses", start=2, count=1, seconds=1),            # with retry-after
+        gh(kind="gh_secondary", route="/graphql", start=4, count=1, seconds=1),             # with retry-after
         gh(kind="gh_secondary", route="/pulls", count=1, status=429),                       # without
-        gh(kind="gh_primary", route="/deployments", start=5, count=1, seconds=1),           # 403
-        gh(kind="gh_primary", route="/statuses", start=6, count=1, seconds=1, status=429)]),  # 429
+        gh(kind="gh_primary", route="/graphql", start=6, count=1, seconds=1),               # 403
+        gh(kind="gh_primary", route="/graphql", start=8, count=1, seconds=1, status=429)]),  # 429
 }
 
 
@@ -234,15 +238,16 @@ def _assert_nothing_half_written(result, data_dir: Path, baseline) -> dict[str, 
 def test_resource_not_accessible_is_not_retried_and_fails_naming_the_token(org, baseline, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(baseline["early_dir"], data)
-    srv = serve(org, Faults(rules=[gh(kind="gh_not_accessible", route="/deployments")]))
+    srv = serve(org, Faults(rules=[gh(kind="gh_not_accessible", route="/graphql")]))
     try:
-        result = run(srv, data, org)
+        # one repo at a time, so the count below is exact (four in flight would each get one 403)
+        result = run(srv, data, org, github_concurrency=1)
         stats = srv.stats()
     finally:
         srv.stop()
     assert not result.success
     message = failure_text(result)
-    assert "GitHub refused access (HTTP 403) at /repos/acme/" in message and "/deployments" in message
+    assert "GitHub refused access (HTTP 403) at /graphql" in message
     assert "Resource not accessible by integration" in message and "GITHUB_TOKEN" in message
     assert GH_TOKEN not in message
     assert stats["by_route"][DEPLOYMENTS_ROUTE]["requests"] == 1  # never retried
@@ -266,16 +271,23 @@ def test_private_repo_404_is_quarantined_with_the_token_named_and_the_rest_loads
         srv.stop()
     assert result.success, failure_text(result)
     after = tables(data)
-    reasons = [r for r in after["quarantine.rejected_records"] if r[3] == "repo_unreadable"]
-    assert {r[1] for r in reasons} == {"deployments", "pull_requests"}
-    assert all(f"GitHub GET /repos/{hidden}/" in r[4] and "answered 404" in r[4] and "GITHUB_TOKEN cannot see it" in r[4]
-               for r in reasons)
+    reasons = {r[1]: r[4] for r in after["quarantine.rejected_records"] if r[3] == "repo_unreadable"}
+    assert set(reasons) == {"deployments", "pull_requests"}
+    assert f"GitHub GET /repos/{hidden}/pulls answered 404" in reasons["pull_requests"]
+    assert "GITHUB_TOKEN cannot see it" in reasons["pull_requests"]
+    # GraphQL answers a repository it cannot show with HTTP 200 and a NOT_FOUND error: the same 404 to us
+    assert reasons["deployments"].startswith(
+        f"GitHub POST /graphql: the repository '{hidden}' does not exist, or GITHUB_TOKEN cannot see it (GraphQL "
+        f"NOT_FOUND: Could not resolve to a Repository with the name '{hidden}'.)")
     for table in ("raw.github_deployments", "raw.github_pull_requests"):
         assert [r for r in after[table] if r[1] != hidden] == [r for r in baseline["incremental"][table] if r[1] != hidden]
         assert [r for r in after[table] if r[1] == hidden] == [r for r in baseline["early"][table] if r[1] == hidden]
 
 
 def test_deep_pages_422_are_quarantined_clearly_and_write_nothing(org, baseline, tmp_path):
+    """REST's page-number lists answer 422 beyond a depth (here: from page 1): the pull requests of
+    every repo are quarantined and nothing of them is written. Deployments come through GraphQL,
+    whose cursor pagination has no such limit: they load as in a fault-free night."""
     data = tmp_path / "data"
     shutil.copytree(baseline["early_dir"], data)
     srv = serve(org, Faults(github_max_page=0))
@@ -286,10 +298,11 @@ def test_deep_pages_422_are_quarantined_clearly_and_write_nothing(org, baseline,
     assert result.success, failure_text(result)
     after = tables(data)
     reasons = [r for r in after["quarantine.rejected_records"] if r[3] == "repo_unreadable"]
-    assert len(reasons) == 2 * len(org.repos)
+    assert len(reasons) == len(org.repos) and {r[1] for r in reasons} == {"pull_requests"}
     assert all("answered 422 on page 1: pagination is limited" in r[4] and "GET /repos/acme/" in r[4] for r in reasons)
-    for table in ("raw.github_deployments", "raw.github_deployment_statuses", "raw.github_pull_requests"):
-        assert after[table] == baseline["early"][table], table
+    assert after["raw.github_pull_requests"] == baseline["early"]["raw.github_pull_requests"]
+    for table in ("raw.github_deployments", "raw.github_deployment_statuses"):
+        assert after[table] == baseline["incremental"][table], table
     assert after["raw.pagerduty_incidents"] == baseline["incremental"]["raw.pagerduty_incidents"]
 
 

@@ -2,9 +2,12 @@
 
 The organisation is the one ``incident-metrics demo`` serves (seed 7, half a deploy per repo a
 week). The minimum is computed from the organisation itself and the window plan: one request per
-100 records of each window (at least one per window), per stream; GitHub has no bulk endpoint for
-deployment statuses, so their minimum is one request per deployment. The requests counted are the
-ones the emulator served (``/__emulator/stats``), so nothing the client forgets to count escapes.
+100 records of each window (at least one per window), per stream. GitHub deployments come through
+GraphQL with their statuses (REST has no bulk endpoint for statuses, which cost one request per
+deployment there): one request per 100 deployments of each repo, plus one per 100 statuses beyond
+the first 10 of a deployment (none here: the generator gives a deployment at most 3). The requests
+counted are the ones the emulator served (``/__emulator/stats``), so nothing the client forgets to
+count escapes.
 """
 
 from __future__ import annotations
@@ -81,15 +84,15 @@ def minimums(org, meta) -> dict[str, int]:
     entries = [e.created_at for i in org.incidents for e in i.log_entries if e.type not in OVERVIEW_DROPS and e.created_at <= now]
     repos = sorted({r.full_name for r in org.repos if r.accessible})
     deployments = [d for d in org.deployments if since <= d.created_at <= now]
+    assert max(len(d.statuses) for d in deployments) <= 10  # so no status follow-up pages (see above)
     closed = [p for p in org.pulls if p.closed_at is not None and p.closed_at <= now]
     return {
         "pagerduty GET /teams": 1,
         "pagerduty GET /services": 1,
         "pagerduty GET /incidents": pages(incidents, plan("raw/pagerduty_incidents")),
         "pagerduty GET /log_entries": pages(entries, plan("raw/pagerduty_log_entries")),
-        "github GET /repos/{owner}/{repo}/deployments":
-            sum(max(1, math.ceil(sum(d.repo == r for d in deployments) / 100)) for r in repos),
-        "github GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses": len(deployments),
+        # was REST: the same list pages plus len(deployments) (2,016) statuses requests
+        "github POST /graphql": sum(max(1, math.ceil(sum(d.repo == r for d in deployments) / 100)) for r in repos),
         "github GET /repos/{owner}/{repo}/pulls": sum(max(1, math.ceil(sum(p.repo == r for p in closed) / 100)) for r in repos),
     }
 
@@ -115,6 +118,9 @@ def test_asset_metadata_accounts_for_every_request(backfill):
     since = datetime.fromisoformat(meta["raw/pagerduty_incidents"]["window_start"].value)
     assert meta["raw/pagerduty_incidents"]["api_records"].value == \
         sum(1 for i in org.incidents if since <= i.created_at <= org.now)
-    assert meta["raw/github_deployments"]["api_requests"].value == served(stats, "github GET /repos/{owner}/{repo}/deployments")
-    assert meta["raw/github_deployment_statuses"]["api_requests"].value == \
-        served(stats, "github GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses")
+    assert meta["raw/github_deployments"]["api_requests"].value == served(stats, "github POST /graphql")
+    assert meta["raw/github_deployments"]["api_records"].value == meta["raw/github_deployments"]["records_received"].value
+    # the statuses came with their deployments: no request of their own, every one counted as a record
+    assert meta["raw/github_deployment_statuses"]["api_requests"].value == 0
+    assert meta["raw/github_deployment_statuses"]["api_records"].value == \
+        meta["raw/github_deployment_statuses"]["records_received"].value > 5_000

@@ -150,12 +150,15 @@ def test_window_with_25000_records_is_split_and_every_record_arrives_once(rsps):
     assert len(got) == 25_000
     assert sorted(got) == [r["id"] for r in records]
     assert all(int(r["offset"]) + int(r["limit"]) <= 10_000 for r in fake.requests)
-    # 30 days split into 4 windows of 7.5 days (6,250 records each): 1 probe of the whole range,
-    # 2 probes of the halves, then 4 probes whose first pages are data, then 62 more pages each.
+    # 30 days cut into 4 parts of 7.5 days (ceil(25,000 / 8,000); 6,250 records each): 1 probe of
+    # the whole range, then 4 probes whose first pages are data, then 62 more pages each.
     probes = [r for r in fake.requests if r.get("total") == "true"]
-    assert len(probes) == 1 + 2 + 4
+    assert len(probes) == 1 + 4
     assert all(r["offset"] == "0" for r in probes)
-    assert len(fake.requests) == 1 + 2 + 4 * 63
+    assert sorted((r["since"], r["until"]) for r in probes[1:]) == [
+        ("2024-01-01T00:00:00Z", "2024-01-08T12:00:00Z"), ("2024-01-08T12:00:00Z", "2024-01-16T00:00:00Z"),
+        ("2024-01-16T00:00:00Z", "2024-01-23T12:00:00Z"), ("2024-01-23T12:00:00Z", "2024-01-31T00:00:00Z")]
+    assert len(fake.requests) == 1 + 4 * 63
     assert pd.stats["incidents"].records == 25_000
     assert pd.stats["incidents"].requests == len(fake.requests)
 
@@ -310,3 +313,88 @@ def test_shifted_page_is_reread_so_nothing_is_skipped(rsps):
     got = [r["id"] for r in client().incidents(T0, T0 + timedelta(days=1))]
     assert got == ids
     assert [query(c)["offset"] for c in rsps.calls] == [["0"], ["100"], ["199"]]
+
+
+def test_client_holds_a_bounded_number_of_pages_whatever_the_consumer(rsps):
+    """25,000 records in four windows paged by three threads into a buffer of four pages, read by a
+    consumer that stops after every page: the client never holds more than the buffer, one page per
+    thread and the page being read, and the requests are those of a fast consumer."""
+    import time as _time
+
+    fake = FakePagerDuty(incidents_spread(25_000, T0, 30 * 86_400))
+    rsps.add_callback(responses.GET, f"{BASE}/incidents", callback=fake)
+    pd = client(concurrency=3, max_buffered_pages=4)
+    got = []
+    for n, r in enumerate(pd.incidents(T0, T0 + timedelta(days=30)), start=1):
+        got.append(r["id"])
+        if n % 100 == 0:
+            _time.sleep(0.002)  # a slow consumer: the threads fill the buffer and wait
+    assert len(got) == len(set(got)) == 25_000
+    assert len(fake.requests) == 1 + 4 * 63  # as without backpressure
+    assert 4 <= pd.buffered_pages_peak["incidents"] <= 4 + 3 + 1
+
+
+def test_abandoned_iteration_stops_the_threads_and_the_requests(rsps):
+    import threading
+
+    fake = FakePagerDuty(incidents_spread(25_000, T0, 30 * 86_400))
+    rsps.add_callback(responses.GET, f"{BASE}/incidents", callback=fake)
+    before = threading.active_count()
+    it = client(concurrency=3, max_buffered_pages=2).incidents(T0, T0 + timedelta(days=30))
+    first = [next(it)["id"] for _ in range(150)]
+    it.close()
+    assert len(set(first)) == 150
+    assert threading.active_count() == before
+    # the probes, the pages read, the buffer and at most one page per thread: not the 253 of the range
+    assert len(fake.requests) <= 1 + 4 + 2 + 2 + 3
+
+
+def test_records_at_window_ends_come_once_when_the_server_includes_both_ends(rsps):
+    """Whether since/until are inclusive is undocumented: a server returning the records at
+    ``until`` in both neighbouring windows still gives every record once."""
+
+    class Inclusive(FakePagerDuty):
+        def __call__(self, request):
+            q = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+            self.requests.append(q)
+            offset, limit = int(q.get("offset", 0)), min(int(q.get("limit", 25)), 100)
+            lo = bisect.bisect_left(self.created, parse_ts(q["since"]))
+            hi = bisect.bisect_right(self.created, parse_ts(q["until"]))  # until included
+            rows = self.records[lo:hi]
+            page = rows[offset: offset + limit]
+            return 200, {}, json.dumps({self.key: page, "more": offset + len(page) < len(rows),
+                                        "total": len(rows) if q.get("total") == "true" else None})
+
+    # 25,000 records, one every 100 s from T0: the part boundaries (every 7.5 days) each hold one
+    records = [{"id": f"E{i:05d}", "created_at": (T0 + timedelta(seconds=100 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+               for i in range(25_000)]
+    fake = Inclusive(records)
+    rsps.add_callback(responses.GET, f"{BASE}/incidents", callback=fake)
+    pd = client(concurrency=3)
+    got = [r["id"] for r in pd.incidents(T0, T0 + timedelta(days=30))]
+    assert sorted(got) == [r["id"] for r in records]
+    assert pd.stats["incidents"].records == 25_000
+
+
+def test_a_failing_page_in_a_thread_fails_the_iteration(rsps):
+    fake = FakePagerDuty(incidents_spread(25_000, T0, 30 * 86_400))
+
+    def flaky(request):
+        if "offset=3000&" in request.url + "&":
+            return 400, {}, json.dumps({"error": {"message": "Invalid Input Provided", "code": 2001}})
+        return fake(request)
+
+    rsps.add_callback(responses.GET, f"{BASE}/incidents", callback=flaky)
+    with pytest.raises(ApiError, match="HTTP 400"):
+        list(client(concurrency=3).incidents(T0, T0 + timedelta(days=30)))
+
+
+def test_default_concurrency_follows_the_rate():
+    from pipelines.sources.pagerduty import default_concurrency
+
+    assert PagerDutyClient(BASE, TOKEN).concurrency == 4  # PagerDuty's own limit (900 of 960 a minute)
+    assert default_concurrency(None) == 4
+    assert default_concurrency(900) == 4
+    assert default_concurrency(2_812) == 12  # 46.9 a second, 0.25 s each
+    assert default_concurrency(1_000_000) == 32
+    assert PagerDutyClient(BASE, TOKEN, concurrency=2).concurrency == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -675,7 +676,8 @@ def _lifecycle(sp: _Spec, cfg: GeneratorConfig, rng: np.random.Generator,
         entries.append(LogEntry(
             id="", type=kind, created_at=when.replace(microsecond=0), incident_id=inc.id,
             agent_type=agent_type, agent_id=agent_id, channel_type=channel,
-            assignees=list(assignees or []), summary=summary, note=note, notification_type=notification_type,
+            # Summaries repeat (a few templates per user): one string each, not one per entry.
+            assignees=list(assignees or []), summary=sys.intern(summary), note=note, notification_type=notification_type,
         ))
 
     def notify(user: User, when: datetime) -> None:

@@ -54,7 +54,13 @@ class GitHubApi:
             compile_route("GET", "/rate_limit", self.rate_limit),
         ]
         self.rate_limit_info: Callable[[str | None], dict[str, int]] = lambda token: {}
+        self.graphql = None  # set below: it reads the indexes reindex() builds
         self.reindex()
+        from .github_graphql import GitHubGraphQL  # imports this module's helpers
+
+        self.graphql = GitHubGraphQL(self)
+        # POST /graphql answers with its own points budget and headers (see EmulatorServer._serve_github)
+        self.routes.append(compile_route("POST", "/graphql", self.graphql.handle))
 
     def reindex(self) -> None:
         org = self.org
@@ -70,6 +76,8 @@ class GitHubApi:
         self.pulls: dict[str, list[PullRequest]] = {}
         for p in org.pulls:
             self.pulls.setdefault(p.repo.lower(), []).append(p)
+        if self.graphql is not None:
+            self.graphql.reindex()
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         return match_route(self.routes, method, path)
@@ -299,7 +307,9 @@ class GitHubApi:
 
     def rate_limit(self, req: Request, params: dict[str, str]) -> Response:
         core = self.rate_limit_info(req.token)
-        resp = Response.json(200, {"resources": {"core": core, "search": {**core, "limit": 30, "remaining": 30, "used": 0, "resource": "search"}},
+        graphql = self.graphql.quota.info(req.token) if self.graphql is not None else {}
+        resp = Response.json(200, {"resources": {"core": core, "search": {**core, "limit": 30, "remaining": 30, "used": 0, "resource": "search"},
+                                                 "graphql": graphql},
                                    "rate": core})
         resp.counts_quota = False
         return resp

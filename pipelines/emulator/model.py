@@ -79,7 +79,7 @@ class Service:
         return owner
 
 
-@dataclass
+@dataclass(slots=True)  # no per-record __dict__: a large organisation holds millions
 class LogEntry:
     id: str
     type: str  # one of LOG_ENTRY_TYPES (tests may use others to exercise tolerance)
@@ -94,7 +94,7 @@ class LogEntry:
     notification_type: str | None = None  # added by the emulator: notify entries, e.g. "sms_notification"
 
 
-@dataclass
+@dataclass(slots=True)  # no per-record __dict__: a large organisation holds millions
 class Incident:
     id: str
     number: int

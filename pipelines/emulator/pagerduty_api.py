@@ -8,8 +8,11 @@ replayed from its log entries up to the clock.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
+import threading
 from dataclasses import dataclass
+from operator import attrgetter
 from datetime import datetime, timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -23,13 +26,23 @@ from .http_common import (
     add_months,
     compile_route,
     fmt_naive,
-    fmt_time,
     match_route,
     parse_time,
     seconds_between,
     zone,
 )
+from .http_common import fmt_time as _fmt_time
 from .model import Incident, LogEntry, Organisation, Service, Team, User
+
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Universal", "Zulu"})
+
+
+def fmt_time(dt: datetime | None, tz: ZoneInfo | None = None) -> str | None:
+    """``http_common.fmt_time``, with a fast path for the common case (a UTC time rendered in UTC),
+    which every incident and log entry of a page needs several times."""
+    if dt is not None and dt.tzinfo is UTC and (tz is None or tz.key in _UTC_ZONES):
+        return dt.isoformat(timespec="seconds")[:19] + "Z"
+    return _fmt_time(dt, tz)
 
 MAX_OFFSET = 10_000
 OFFSET_ERROR_INCIDENTS = {
@@ -103,6 +116,7 @@ def invalid(*errors: str, code: int = 2001, message: str = "Invalid Input Provid
     return ApiError(400, {"error": {"message": message, "code": code, "errors": list(errors)}})
 
 
+@functools.lru_cache(maxsize=256)
 def priority_id(name: str) -> str:
     """A stable PagerDuty-style id for a priority name."""
     digest = hashlib.sha1(("priority:" + name).encode()).hexdigest().upper()
@@ -174,27 +188,28 @@ class PagerDutyApi:
         self.inc_team: dict[str, Team | None] = {}
         self.inc_entries: dict[str, list[LogEntry]] = {}
         self.children: dict[str, list[Incident]] = {}
-        seq: list[tuple[datetime, int, LogEntry]] = []
-        n = 0
+        by_time = attrgetter("created_at")
+        entries: list[LogEntry] = []
         for inc in self.incidents:
             svc = self.svc_by_id.get(inc.service_id)
             self.inc_team[inc.id] = self.team_by_key.get(svc.owner_on(inc.created_at.date())) if svc else None
-            order = {id(e): k for k, e in enumerate(inc.log_entries)}
-            ents = sorted(inc.log_entries, key=lambda e: (e.created_at, order[id(e)]))
+            ents = inc.log_entries
+            if any(a.created_at > b.created_at for a, b in zip(ents, ents[1:])):
+                ents = sorted(ents, key=by_time)  # stable: ties keep the incident's order
             self.inc_entries[inc.id] = ents
-            for e in ents:
-                seq.append((e.created_at, n, e))
-                n += 1
+            entries.extend(ents)
             if inc.merged_into:
                 self.children.setdefault(inc.merged_into, []).append(inc)
-        seq.sort(key=lambda t: (t[0], t[1]))
-        self.entries = [t[2] for t in seq]
-        self.entry_times = [t[0] for t in seq]
-        ov = [t for t in seq if t[2].type not in OVERVIEW_DROPS]
-        self.overview_entries = [t[2] for t in ov]
-        self.overview_times = [t[0] for t in ov]
-        self.entry_by_id = {e.id: e for e in self.entries}
-        self.entry_incident = {e.id: self.inc_by_id.get(e.incident_id) for e in self.entries}
+        # One stable sort by time over the entries in incident order: ties stay in incident, then
+        # entry order. Sorted lists and bisect make every page O(page), whatever the history.
+        entries.sort(key=by_time)
+        self.entries = entries
+        self.entry_times = [e.created_at for e in entries]
+        self.overview_entries = [e for e in entries if e.type not in OVERVIEW_DROPS]
+        self.overview_times = [e.created_at for e in self.overview_entries]
+        self._entry_by_id: dict[str, LogEntry] | None = None  # built on the first GET /log_entries/{id}
+        self._index_lock = threading.Lock()
+        self._refs: dict[tuple[str, str, str], dict[str, Any]] = {}  # (base url, kind, id) -> reference
         self.priority_names = sorted({i.priority for i in self.incidents if i.priority} | set(PRIORITY_ORDER), key=lambda p: PRIORITY_ORDER.get(p, 99))
         self.ep_owner: dict[str, Team | None] = {}
         for t in org.teams:
@@ -222,6 +237,14 @@ class PagerDutyApi:
         return None
 
     # ------------------------------------------------------------------------------ helpers
+
+    @property
+    def entry_by_id(self) -> dict[str, LogEntry]:
+        if self._entry_by_id is None:
+            with self._index_lock:
+                if self._entry_by_id is None:
+                    self._entry_by_id = {e.id: e for e in self.entries}
+        return self._entry_by_id
 
     def url(self, req: Request, path: str) -> str:
         return req.base_url + path
@@ -286,16 +309,31 @@ class PagerDutyApi:
             "html_url": self.html(html_path) if html_path else None,
         }
 
+    def _cached_ref(self, kind: str, id_: str, req: Request, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """References to directory objects (services, teams, users, policies, priorities) are the same
+        in every record: built once per base URL (the dicts are shared, never mutated)."""
+        key = (req.base_url, kind, id_)
+        ref = self._refs.get(key)
+        if ref is None:
+            ref = self._refs[key] = make()
+        return ref
+
     def service_ref(self, svc_id: str, req: Request) -> dict[str, Any]:
-        svc = self.svc_by_id.get(svc_id)
-        return self.ref("service", svc_id, svc.name if svc else None, f"/services/{svc_id}", f"/service-directory/{svc_id}", req)
+        def make() -> dict[str, Any]:
+            svc = self.svc_by_id.get(svc_id)
+            return self.ref("service", svc_id, svc.name if svc else None, f"/services/{svc_id}",
+                            f"/service-directory/{svc_id}", req)
+        return self._cached_ref("service", svc_id, req, make)
 
     def team_ref(self, team: Team, req: Request) -> dict[str, Any]:
-        return self.ref("team", team.id, team.name, f"/teams/{team.id}", f"/teams/{team.id}", req)
+        return self._cached_ref("team", team.id, req, lambda: self.ref(
+            "team", team.id, team.name, f"/teams/{team.id}", f"/teams/{team.id}", req))
 
     def user_ref(self, user_id: str, req: Request) -> dict[str, Any]:
-        u = self.user_by_id.get(user_id)
-        return self.ref("user", user_id, u.name if u else user_id, f"/users/{user_id}", f"/users/{user_id}", req)
+        def make() -> dict[str, Any]:
+            u = self.user_by_id.get(user_id)
+            return self.ref("user", user_id, u.name if u else user_id, f"/users/{user_id}", f"/users/{user_id}", req)
+        return self._cached_ref("user", user_id, req, make)
 
     def agent_ref(self, agent_type: str, agent_id: str | None, svc_id: str, req: Request) -> dict[str, Any]:
         if agent_type == "user_reference" and agent_id:
@@ -316,11 +354,13 @@ class PagerDutyApi:
         return f"{team.name} Escalation Policy" if team else "Default Escalation Policy"
 
     def ep_ref(self, ep_id: str, req: Request) -> dict[str, Any]:
-        return self.ref("escalation_policy", ep_id, self.ep_name(ep_id), f"/escalation_policies/{ep_id}", f"/escalation_policies/{ep_id}", req)
+        return self._cached_ref("escalation_policy", ep_id, req, lambda: self.ref(
+            "escalation_policy", ep_id, self.ep_name(ep_id), f"/escalation_policies/{ep_id}",
+            f"/escalation_policies/{ep_id}", req))
 
     def priority_ref(self, name: str, req: Request) -> dict[str, Any]:
         pid = priority_id(name)
-        return self.ref("priority", pid, name, f"/priorities/{pid}", None, req)
+        return self._cached_ref("priority", pid, req, lambda: self.ref("priority", pid, name, f"/priorities/{pid}", None, req))
 
     # full objects
 
@@ -725,6 +765,18 @@ class PagerDutyApi:
         lo = 0 if since is None else bisect.bisect_left(self.inc_times, since)
         hi_time = now if until is None else min(now, until - timedelta(microseconds=1))
         hi = bisect.bisect_right(self.inc_times, hi_time)
+        render = lambda i: self.render_incident(i, req, now, tz, includes)  # noqa: E731
+        if not (service_ids or team_ids or urgencies or incident_key or statuses or user_ids) and \
+                sort in ([("created_at", False)], [("created_at", True)]):
+            # The common case (a time window in creation order): O(page), no copy of the window.
+            incidents, desc = self.incidents, sort[0][1]
+
+            def getter(start: int, stop: int) -> list[Incident]:
+                if desc:
+                    return incidents[max(lo, hi - stop):max(lo, hi - start)][::-1]
+                return incidents[lo + start:lo + stop]
+
+            return self.paginate(req, "incidents", None, max(0, hi - lo), getter, render)
         items = self.incidents[lo:hi]
         if service_ids:
             items = [i for i in items if i.service_id in service_ids]
@@ -747,8 +799,7 @@ class PagerDutyApi:
         if sort != [("created_at", False)]:
             for field, desc in reversed(sort):
                 items = sorted(items, key=self._sort_key(field, now), reverse=desc)
-        return self.paginate(req, "incidents", items, None, None,
-                             lambda i: self.render_incident(i, req, now, tz, includes))
+        return self.paginate(req, "incidents", items, None, None, render)
 
     def _parse_sort(self, req: Request) -> list[tuple[str, bool]]:
         specs = req.qlist("sort_by")

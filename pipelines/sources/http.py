@@ -35,6 +35,14 @@ from requests.auth import AuthBase
 logger = logging.getLogger("incident_metrics.sources")
 
 _MAX_DETAIL_CHARS = 300
+_PARSED_ATTR = "_incident_metrics_json"  # the body as parsed by _classify, on the Response
+_NOT_PARSED = object()
+
+
+def _is_utf8(resp: requests.Response) -> bool:
+    """True when ``resp.json()`` would read the body as UTF-8 (as ``json.loads`` of the bytes does)."""
+    encoding = (resp.encoding or "utf-8").lower().replace("_", "-")
+    return encoding in ("utf-8", "utf8")
 
 
 class ApiError(RuntimeError):
@@ -271,6 +279,13 @@ class HttpClient:
         return self._request("POST", path, params=None, body=body, stream=stream, headers=None,
                              expect_json=True)
 
+    @staticmethod
+    def json(resp: requests.Response) -> Any:
+        """The JSON body of a response this client returned: the value parsed while checking it
+        (no second parse of a large page), else ``resp.json()``."""
+        parsed = getattr(resp, _PARSED_ATTR, _NOT_PARSED)
+        return resp.json() if parsed is _NOT_PARSED else parsed
+
     def close(self) -> None:
         self._session.close()
 
@@ -470,13 +485,15 @@ class HttpClient:
         if 200 <= status < 300:
             if expect_json and status != 204 and resp.content:
                 try:
-                    json.loads(resp.content)
+                    parsed = json.loads(resp.content)
                 except ValueError:
                     ctype = resp.headers.get("Content-Type", "?").split(";")[0]
                     head = resp.content[:64].lstrip().lower()
                     kind = "an HTML page" if head.startswith((b"<!doctype", b"<html")) or "html" in ctype \
                         else "truncated or invalid JSON"
                     raise _Retry(f"HTTP {status} with {kind} (Content-Type {ctype}, {len(resp.content)} bytes)")
+                if _is_utf8(resp):  # what resp.json() would return: kept, so the body is parsed once
+                    setattr(resp, _PARSED_ATTR, parsed)
             return
         if status == 401:
             raise self._auth_error(resp, endpoint, method)
