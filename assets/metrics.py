@@ -18,7 +18,7 @@ INPUTS = [dg.AssetKey(["marts", t]) for t in ("fct_incidents", "fct_deployments"
     ],
 )
 def statistics_marts(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, wh.memory_limit(con):
         incidents, adoptions, deployments, as_of = metrics.load_inputs(con)
         tables = metrics.compute(incidents, adoptions, deployments, as_of)
         counts = metrics.write(con, tables)

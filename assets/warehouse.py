@@ -21,7 +21,7 @@ def sql_table_asset(f: wh.SqlFile) -> dg.AssetsDefinition:
         metadata={"sql_file": f"sql/{f.schema}/{f.table}.sql"},
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.connect() as con:
+        with warehouse.connect() as con, wh.memory_limit(con):
             rows = wh.build_table(con, f)
             preview = wh.preview_markdown(con, f.schema, f.table)
         return dg.MaterializeResult(metadata={

@@ -74,18 +74,20 @@ def compute(incidents: pd.DataFrame, adoptions: pd.DataFrame, deployments: pd.Da
     if incidents.empty or as_of is None:
         return {name: pd.DataFrame() for name in ("team_period_metrics", "team_comparisons", "org_effects",
                                                   "org_event_study")}
+    prepared = stats.prepare_incidents(incidents, as_of)  # once, for every estimator below
     kwargs = dict(before_days=settings.before_days, after_days=settings.after_days,
-                  transition_days=settings.transition_days, as_of=as_of)
+                  transition_days=settings.transition_days, as_of=as_of, prepared=prepared)
     periods = stats.period_summaries(incidents, adoptions, **kwargs)
     comparisons = stats.team_comparisons(incidents, adoptions, deployments=deployments, **kwargs)
     org_rows, event_rows = [], []
     for metric in ("time_to_resolve", "time_to_acknowledge"):
         result = stats.org_effect(incidents, adoptions, transition_days=settings.transition_days, as_of=as_of,
-                                  metric=metric)
+                                  metric=metric, prepared=prepared)
         for point in result.pop("event_study", []):
             event_rows.append({"metric": metric, **point})
         org_rows.append({"metric": metric, **result})
-    rate = stats.org_rate_effect(incidents, adoptions, transition_days=settings.transition_days, as_of=as_of)
+    rate = stats.org_rate_effect(incidents, adoptions, transition_days=settings.transition_days, as_of=as_of,
+                                 prepared=prepared)
     org_rows.append(rate)
     return {
         "team_period_metrics": _clean(periods),

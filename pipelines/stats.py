@@ -189,9 +189,11 @@ def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, 
 
 def poisson_ci(count: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Garwood) CI for a Poisson count: chi-square quantiles."""
+    # chi2.ppf(q, 2 k) / 2 is gammaincinv(k, q): the same numbers, without the ~100 us of the
+    # scipy.stats wrapper (thousands of team-months call this).
     alpha = 1.0 - confidence
-    low = 0.0 if count == 0 else float(sps.chi2.ppf(alpha / 2.0, 2 * count) / 2.0)
-    high = float(sps.chi2.ppf(1.0 - alpha / 2.0, 2 * count + 2) / 2.0)
+    low = 0.0 if count == 0 else float(special.gammaincinv(float(count), alpha / 2.0))
+    high = float(special.gammaincinv(float(count + 1), 1.0 - alpha / 2.0))
     return low, high
 
 
@@ -227,6 +229,33 @@ def _km_quantile(t: np.ndarray, surv: np.ndarray, q: float) -> float:
     """Smallest event time with S(t) <= 1 - q (NaN when the curve never gets there)."""
     idx = np.nonzero(surv <= 1.0 - q + 1e-12)[0]
     return float(t[idx[0]]) if len(idx) else float("nan")
+
+
+def _sorted_median(xs: np.ndarray) -> float:
+    """``np.median`` of an ascending, NaN-free array, by the same arithmetic (the middle value, or
+    the two middle values added and halved), without numpy's per-call overhead."""
+    n = len(xs)
+    if n % 2:
+        return float(xs[n // 2])
+    return (float(xs[n // 2 - 1]) + float(xs[n // 2])) / 2.0
+
+
+def _sorted_quantile(xs: np.ndarray, q: float) -> float:
+    """``np.quantile(xs, q)`` (method "linear") of an ascending, NaN-free array, by numpy's own
+    arithmetic: virtual index (n - 1) q, and its lerp that interpolates from the upper neighbour
+    when the weight is 1/2 or more."""
+    n = len(xs)
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        lo = hi = n - 1
+        gamma = virtual + 1.0  # numpy's index -1 for both neighbours; the weight then does not matter
+    else:
+        lo = math.floor(virtual)
+        hi = lo + 1
+        gamma = virtual - lo
+    a, b = float(xs[lo]), float(xs[hi])
+    diff = b - a
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def summarize_durations(seconds, *, censored=None, threshold_seconds: float = 4 * 3600,
@@ -280,10 +309,10 @@ def summarize_durations(seconds, *, censored=None, threshold_seconds: float = 4 
     else:
         xs = np.sort(x)
         out["median_method"] = "order_statistic"
-        out["median_s"] = float(np.median(xs))
-        out["p25_s"], out["p75_s"] = (float(v) for v in np.quantile(xs, [0.25, 0.75]))
+        out["median_s"] = _sorted_median(xs)
+        out["p25_s"], out["p75_s"] = _sorted_quantile(xs, 0.25), _sorted_quantile(xs, 0.75)
         if n >= min_n_p90:
-            out["p90_s"] = float(np.quantile(xs, 0.90))
+            out["p90_s"] = _sorted_quantile(xs, 0.90)
         ranks = median_ci_ranks(n, confidence)
         if ranks is not None:
             out["median_ci_low_s"] = float(xs[ranks[0] - 1])
@@ -416,7 +445,7 @@ def compare_arms(before, after, *, metric: str = "time_to_resolve", min_n: int =
     # medians on the (1 s floored) raw scale, so the median ratio is median(after) / median(before)
     a_sorted = np.sort(np.maximum(a, MIN_SECONDS))
     b_sorted = np.sort(np.maximum(b, MIN_SECONDS))
-    out["median_ratio"] = float(np.median(a_sorted) / np.median(b_sorted))
+    out["median_ratio"] = _sorted_median(a_sorted) / _sorted_median(b_sorted)
     alpha = 1.0 - confidence
     if na >= 2 and nb >= 2:
         diff, se, df = _welch(la, lb)
@@ -440,10 +469,79 @@ def compare_arms(before, after, *, metric: str = "time_to_resolve", min_n: int =
         if n_boot and n_boot > 0:
             rng = rng if rng is not None else np.random.default_rng(DEFAULT_SEED)
             ratios = bootstrap_medians(a_sorted, n_boot, rng) / bootstrap_medians(b_sorted, n_boot, rng)
-            q = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+            if np.isfinite(ratios).all():
+                ratios.sort()
+                q = (_sorted_quantile(ratios, alpha / 2), _sorted_quantile(ratios, 1 - alpha / 2))
+            else:  # pragma: no cover - medians of durations floored at 1 s are finite
+                q = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
             out["median_ratio_ci_low"], out["median_ratio_ci_high"] = float(q[0]), float(q[1])
     return _with_verdict(out, nb, na, min_n=min_n, low_power_n=low_power_n, mde_low_power=mde_low_power,
                          alpha=alpha, direction=direction)
+
+
+# The binomial and beta functions compare_rates needs, called through the distributions' own
+# implementation hooks (``_pmf``, ``_cdf``, ``_sf``, ``_ppf``: what ``scipy.stats.binom.pmf`` and
+# friends call after checking their arguments) with the same support rules, and the two-sided
+# ``scipy.stats.binomtest`` p value by scipy's own algorithm on them: the same numbers, without
+# the ~0.1-1 ms of argument handling per call (two-sided binomtest makes a dozen such calls).
+def _binom_pmf(k, n: int, p: float) -> float:
+    """``scipy.stats.binom.pmf(k, n, p)`` for 0 <= p <= 1."""
+    if k < 0 or k > n or math.floor(k) != k:
+        return 0.0
+    return float(np.clip(sps.binom._pmf(k, n, p), 0, 1))
+
+
+def _binom_cdf(k, n: int, p: float) -> float:
+    """``scipy.stats.binom.cdf(k, n, p)`` for 0 <= p <= 1."""
+    if k >= n:
+        return 1.0
+    if k < 0:
+        return 0.0
+    return float(np.clip(sps.binom._cdf(k, n, p), 0, 1))
+
+
+def _binom_sf(k, n: int, p: float) -> float:
+    """``scipy.stats.binom.sf(k, n, p)`` for 0 <= p <= 1."""
+    if k < 0:
+        return 1.0
+    if k >= n:
+        return 0.0
+    return float(np.clip(sps.binom._sf(k, n, p), 0, 1))
+
+
+def _beta_ppf(q: float, a: float, b: float) -> float:
+    """``scipy.stats.beta.ppf(q, a, b)`` for 0 < q < 1 and a, b > 0."""
+    return float(sps.beta._ppf(q, a, b))
+
+
+def _binomtest_two_sided(k: int, n: int, p: float) -> float:
+    """``scipy.stats.binomtest(k, n, p).pvalue`` (two-sided) for 0 <= k <= n, n >= 1, 0 <= p <= 1."""
+
+    def search(a, d, lo, hi):  # scipy.stats._binomtest._binary_search_for_binom_tst
+        while lo < hi:
+            mid = lo + (hi - lo) // 2
+            midval = a(mid)
+            if midval < d:
+                lo = mid + 1
+            elif midval > d:
+                hi = mid - 1
+            else:
+                return mid
+        return lo if a(lo) <= d else lo - 1
+
+    d = _binom_pmf(k, n, p)
+    rerr = 1 + 1e-7
+    if k == p * n:
+        return 1.0
+    if k < p * n:
+        ix = search(lambda x1: -_binom_pmf(x1, n, p), -d * rerr, np.ceil(p * n), n)
+        y = n - ix + int(d * rerr == _binom_pmf(ix, n, p))
+        pval = _binom_cdf(k, n, p) + _binom_sf(n - y, n, p)
+    else:
+        ix = search(lambda x1: _binom_pmf(x1, n, p), d * rerr, 0, np.floor(p * n))
+        y = ix + 1
+        pval = _binom_cdf(y - 1, n, p) + _binom_sf(k - 1, n, p)
+    return float(min(1.0, pval))
 
 
 def compare_rates(count_before: int, exposure_before_days: float, count_after: int,
@@ -479,18 +577,18 @@ def compare_rates(count_before: int, exposure_before_days: float, count_after: i
     alpha = 1.0 - confidence
     odds_scale = eb / ea
     out["estimate"] = (ka / ea) / (kb / eb) if kb > 0 else float("inf")
-    pi_lo = 0.0 if ka == 0 else float(sps.beta.ppf(alpha / 2, ka, kb + 1))
-    pi_hi = 1.0 if kb == 0 else float(sps.beta.ppf(1 - alpha / 2, ka + 1, kb))
+    pi_lo = 0.0 if ka == 0 else _beta_ppf(alpha / 2, ka, kb + 1)
+    pi_hi = 1.0 if kb == 0 else _beta_ppf(1 - alpha / 2, ka + 1, kb)
     out["ci_low"] = pi_lo / (1 - pi_lo) * odds_scale
     out["ci_high"] = pi_hi / (1 - pi_hi) * odds_scale if pi_hi < 1 else float("inf")
     p0 = ea / (ea + eb)
-    out["p_value"] = float(sps.binomtest(ka, total, p0).pvalue)
+    out["p_value"] = _binomtest_two_sided(ka, total, p0)
 
     def pi_of(rr: float) -> float:
         return rr * ea / (rr * ea + eb)
 
-    p_lo = float(sps.binom.sf(ka - 1, total, pi_of(1 - equivalence_margin)))
-    p_hi = float(sps.binom.cdf(ka, total, pi_of(1 + equivalence_margin)))
+    p_lo = _binom_sf(ka - 1, total, pi_of(1 - equivalence_margin))
+    p_hi = _binom_cdf(ka, total, pi_of(1 + equivalence_margin))
     out["tost_p"] = max(p_lo, p_hi)
     se = math.sqrt(1.0 / max(kb, 0.5) + 1.0 / max(ka, 0.5))
     out["se_log"] = se
@@ -706,7 +804,8 @@ def team_comparisons(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
                      min_n: int = DEFAULT_MIN_N, low_power_n: int = DEFAULT_LOW_POWER_N,
                      equivalence_margin: float = DEFAULT_EQUIVALENCE_MARGIN,
                      n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
-                     confidence: float = 0.95) -> pd.DataFrame:
+                     confidence: float = 0.95,
+                     prepared: tuple[pd.DataFrame, pd.Timestamp] | None = None) -> pd.DataFrame:
     """One row per adopted team x metric x variant: the before/after comparison.
 
     Windows (A = adoption date, 00:00 UTC; T = transition_days):
@@ -717,9 +816,10 @@ def team_comparisons(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     (``data_start`` defaults to the earliest ``created_at`` in the table and only matters for rate
     exposure). Metrics whose source column is missing are skipped (no rows). ``deployments``
     (columns team, deployed_at) adds ``deployment_frequency``. q_value: Benjamini-Hochberg across
-    teams within each metric and variant.
+    teams within each metric and variant. ``prepared``: ``prepare_incidents(incidents, as_of)``
+    when the caller already has it.
     """
-    prep, as_of_ts = prepare_incidents(incidents, as_of)
+    prep, as_of_ts = prepared if prepared is not None else prepare_incidents(incidents, as_of)
     as_of_ns = _ns(as_of_ts)
     if data_start is None:
         ds_ns = int(prep["created_ns"].min()) if len(prep) else as_of_ns
@@ -741,8 +841,12 @@ def team_comparisons(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
         dns = dts.dt.as_unit("ns").astype("int64").to_numpy()
         dteam = deployments["team"].astype(str).to_numpy()
         keep = dns <= as_of_ns
-        for t in np.unique(dteam[keep]):
-            dep_by_team[t] = np.sort(dns[keep & (dteam == t)])
+        codes, names = pd.factorize(dteam[keep], sort=True)
+        kept = dns[keep]
+        order = np.lexsort((kept, codes))
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        for i, t in enumerate(names):
+            dep_by_team[t] = kept[order[bounds[i]:bounds[i + 1]]]
 
     codes, uteams = pd.factorize(prep["team"])
     order = np.lexsort((prep["created_ns"].to_numpy(), codes))
@@ -771,7 +875,8 @@ def team_comparisons(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
                     "after_start": pd.Timestamp(a0n, tz="UTC"), "after_end": pd.Timestamp(max(a1n, a0n), tz="UTC"),
                     "transition_days": transition_days if variant == "transition_excluded" else 0}
             for metric in metrics:
-                rng = team_seed(seed, team, metric, variant)
+                # the bootstrap's generator (only the duration metrics draw)
+                rng = team_seed(seed, team, metric, variant) if metric in DURATION_METRICS else None
                 kw = dict(min_n=min_n, low_power_n=low_power_n, equivalence_margin=equivalence_margin,
                           confidence=confidence, direction=METRIC_DIRECTION[metric])
                 extra = {}
@@ -842,22 +947,23 @@ def period_summaries(incidents: pd.DataFrame, adoptions: pd.DataFrame | None = N
                      as_of=None, before_days: float = DEFAULT_BEFORE_DAYS,
                      after_days: float = DEFAULT_AFTER_DAYS,
                      transition_days: float = DEFAULT_TRANSITION_DAYS, data_start=None,
-                     threshold_seconds: float = 4 * 3600, confidence: float = 0.95) -> pd.DataFrame:
+                     threshold_seconds: float = 4 * 3600, confidence: float = 0.95,
+                     prepared: tuple[pd.DataFrame, pd.Timestamp] | None = None) -> pd.DataFrame:
     """Descriptive statistics per team and period: each calendar month (``period_kind`` "month")
     and, for adopted teams, the baseline and after windows (transition excluded).
 
     Columns: team, period_kind, period_start, period_end, n, exposure_days, incident_rate_per_30d
     (+ CI), the ``summarize_durations`` keys for time to resolve, median time to acknowledge,
-    after-hours share and handoffs per incident when those columns exist.
+    after-hours share and handoffs per incident when those columns exist. ``prepared``:
+    ``prepare_incidents(incidents, as_of)`` when the caller already has it.
     """
-    prep, as_of_ts = prepare_incidents(incidents, as_of)
+    prep, as_of_ts = prepared if prepared is not None else prepare_incidents(incidents, as_of)
     as_of_ns = _ns(as_of_ts)
     ds_ns = int(prep["created_ns"].min()) if data_start is None else _ns(_as_of(prep, data_start))
     adopted = _adoption_map(adoptions) if adoptions is not None else {}
     rows = []
     prep = prep.sort_values(["team", "created_ns"], kind="mergesort").reset_index(drop=True)
-    created = pd.to_datetime(prep["created_ns"], utc=True)
-    month_code = (created.dt.year * 12 + created.dt.month - 1).to_numpy()
+    month_code = _calendar_month(prep["created_ns"].to_numpy())
     arrays = {c: prep[c].to_numpy() for c in prep.columns if c != "team"}
 
     def summarise(team, kind, start_ns, end_ns, sl):
@@ -871,7 +977,7 @@ def period_summaries(incidents: pd.DataFrame, adoptions: pd.DataFrame | None = N
                                      threshold_seconds=threshold_seconds, confidence=confidence))
         if "tta_s" in sub:
             tta = sub["tta_s"][np.isfinite(sub["tta_s"])]
-            r["median_tta_s"] = float(np.median(tta)) if len(tta) else np.nan
+            r["median_tta_s"] = _sorted_median(np.sort(tta)) if len(tta) else np.nan
             r["n_acknowledged"] = int(len(tta))
         if "after_hours" in sub:
             ah = sub["after_hours"][np.isfinite(sub["after_hours"])]
@@ -893,7 +999,9 @@ def period_summaries(incidents: pd.DataFrame, adoptions: pd.DataFrame | None = N
         y2, m2 = divmod(mc + 1, 12)
         end = _ns(pd.Timestamp(year=y2, month=m2 + 1, day=1, tz="UTC"))
         summarise(team_arr[i0], "month", start, end, slice(i0, i1))
-    uteams, tstart = np.unique(team_arr, return_index=True)
+    # prep is sorted by team: each team's rows start where the team changes (np.unique's first indices)
+    tstart = np.flatnonzero(np.r_[True, team_arr[1:] != team_arr[:-1]]) if len(team_arr) else np.array([], dtype=int)
+    uteams = team_arr[tstart]
     tbounds = dict(zip(uteams, zip(tstart, list(tstart[1:]) + [len(prep)])))
     c_all = arrays["created_ns"]
     for team, a in sorted(adopted.items()):
@@ -919,29 +1027,33 @@ def _fe_solve(t_idx, m_idx, w, s, n_t, n_m, team_keep):
     """Weighted two-way fixed effects on cells: minimise sum w (s/w - a_t - b_m)^2.
 
     Returns (a, b, team_has, month_has): effects and which teams/months have untreated weight.
+
+    The normal equations [[diag(tw), W], [W', diag(mw)]] [a; b] = [rt; rm] (W: cell weights, team x
+    month) are singular (one free constant per connected component, and zero rows for teams/months
+    without untreated weight); a tiny ridge on the diagonal picks a solution whose fitted values
+    a_t + b_m on identified cells are the least-squares ones. The team block is diagonal, so it is
+    eliminated first (Schur complement): a months x months solve instead of a (teams + months)
+    square one. Same solution, a few microseconds instead of milliseconds per fit, and no
+    multithreaded LAPACK call (whose rounding depends on the machine's core count).
     """
     keep = team_keep[t_idx]
     t_i, m_i, ww, ss = t_idx[keep], m_idx[keep], w[keep], s[keep]
-    k = n_t + n_m
-    A = np.zeros((k, k))
-    rhs = np.zeros(k)
     tw = np.bincount(t_i, weights=ww, minlength=n_t)
     mw = np.bincount(m_i, weights=ww, minlength=n_m)
-    A[np.arange(n_t), np.arange(n_t)] = tw
-    A[n_t + np.arange(n_m), n_t + np.arange(n_m)] = mw
-    np.add.at(A, (t_i, n_t + m_i), ww)
-    np.add.at(A, (n_t + m_i, t_i), ww)
-    rhs[:n_t] = np.bincount(t_i, weights=ss, minlength=n_t)
-    rhs[n_t:] = np.bincount(m_i, weights=ss, minlength=n_m)
-    # The normal equations are singular (one free constant per connected component, and zero rows
-    # for teams/months without untreated weight); a tiny ridge picks a solution whose fitted values
-    # a_t + b_m on identified cells are the least-squares ones.
-    ridge = 1e-11 * max(float(A.diagonal().max()), 1.0)
+    rt = np.bincount(t_i, weights=ss, minlength=n_t)
+    rm = np.bincount(m_i, weights=ss, minlength=n_m)
+    ridge = 1e-11 * max(float(max(tw.max(initial=0.0), mw.max(initial=0.0))), 1.0)
+    cell_w = np.zeros((n_t, n_m))
+    cell_w[t_i, m_i] = ww  # one entry per (team, month) cell
+    dt = tw + ridge
+    scaled = cell_w / dt[:, None]
+    schur = np.diag(mw + ridge) - scaled.T @ cell_w
     try:
-        sol = np.linalg.solve(A + ridge * np.eye(k), rhs)
-    except np.linalg.LinAlgError:  # pragma: no cover - ridge makes A positive definite
-        sol = np.linalg.lstsq(A, rhs, rcond=None)[0]
-    return sol[:n_t], sol[n_t:], tw > 0, mw > 0
+        b = np.linalg.solve(schur, rm - scaled.T @ rt)
+    except np.linalg.LinAlgError:  # pragma: no cover - the ridge makes the system positive definite
+        b = np.linalg.lstsq(schur, rm - scaled.T @ rt, rcond=None)[0]
+    a = (rt - cell_w @ b) / dt
+    return a, b, tw > 0, mw > 0
 
 
 def _imputed_residuals(fit, t_idx, m_idx, w, s, group, n_groups, team_keep):
@@ -952,6 +1064,19 @@ def _imputed_residuals(fit, t_idx, m_idx, w, s, group, n_groups, team_keep):
     num = np.bincount(group[ok], weights=resid, minlength=n_groups)
     den = np.bincount(group[ok], weights=w[ok], minlength=n_groups)
     return num, den
+
+
+def _factorize_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted uniques): what ``np.unique(values, return_inverse=True)`` returns, reversed,
+    by hashing instead of sorting every value (seconds on hundreds of thousands of team names)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.intp, copy=False), np.asarray(uniques)
+
+
+def _calendar_month(ns: np.ndarray) -> np.ndarray:
+    """year * 12 + month - 1 (UTC calendar month) of nanosecond timestamps."""
+    months = np.asarray(ns, dtype=np.int64).astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    return months + 1970 * 12
 
 
 def _jackknife(estimates_full: np.ndarray, estimates_loo: np.ndarray) -> np.ndarray:
@@ -1011,11 +1136,10 @@ def org_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     prep = prep.loc[ok]
     y = _log_seconds(y_raw[ok])
     teams = prep["team"].to_numpy()
-    uteams, t_idx_all = np.unique(teams, return_inverse=True)
+    t_idx_all, uteams = _factorize_sorted(teams)
     n_t = len(uteams)
     created = prep["created_ns"].to_numpy()
-    cdt = pd.to_datetime(created, utc=True)
-    month_abs = (cdt.year * 12 + cdt.month - 1).to_numpy()
+    month_abs = _calendar_month(created)
     umonths, m_idx_all = np.unique(month_abs, return_inverse=True)
     n_m = len(umonths)
     amap = _adoption_map(adoptions)
@@ -1060,24 +1184,35 @@ def org_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
         tm = uk // max(n_gr, 1)
         return tm // n_m, tm % n_m, w, s, gg, n_gr, gmin
 
-    def estimate(fit_mask, target_mask, group=None):
+    fits: dict[str, list] = {}
+
+    def fitted(fit_mask, fit_key):
+        """The fit on all teams, then leaving out each jackknife group (computed once per fit sample)."""
+        if fit_key is None or fit_key not in fits:
+            ut, um, uw, us = cells(fit_mask)
+            out = [_fe_solve(ut, um, uw, us, n_t, n_m, np.ones(n_t, dtype=bool))]
+            out += [_fe_solve(ut, um, uw, us, n_t, n_m, group_of_team != g) for g in range(n_g)]
+            if fit_key is None:
+                return out
+            fits[fit_key] = out
+        return fits[fit_key]
+
+    def estimate(fit_mask, target_mask, group=None, fit_key=None):
         """Estimates (per group) with the full sample and leaving out each jackknife group."""
-        ut, um, uw, us = cells(fit_mask)
         if group is None:
             tt, tm, tw_, ts_ = cells(target_mask)
             tg, n_gr, gmin = np.zeros(len(tt), dtype=int), 1, 0
         else:
             tt, tm, tw_, ts_, tg, n_gr, gmin = cells_by(target_mask, group)
         all_keep = np.ones(n_t, dtype=bool)
-        fit = _fe_solve(ut, um, uw, us, n_t, n_m, all_keep)
+        fit, *fits_loo = fitted(fit_mask, fit_key)
         num, den = _imputed_residuals(fit, tt, tm, tw_, ts_, tg, n_gr, all_keep)
         with np.errstate(invalid="ignore", divide="ignore"):
             full = num / den
         loo = np.full((n_g, n_gr), np.nan)
         for g in range(n_g):
             keep = group_of_team != g
-            fit_g = _fe_solve(ut, um, uw, us, n_t, n_m, keep)
-            num_g, den_g = _imputed_residuals(fit_g, tt, tm, tw_, ts_, tg, n_gr, keep)
+            num_g, den_g = _imputed_residuals(fits_loo[g], tt, tm, tw_, ts_, tg, n_gr, keep)
             with np.errstate(invalid="ignore", divide="ignore"):
                 loo[g] = num_g / den_g
         se = _jackknife(full, loo)
@@ -1095,7 +1230,7 @@ def org_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     if untreated.sum() == 0 or treated.sum() == 0 or n_g < 3:
         result["n_treated_incidents"] = int(treated.sum())
         return result
-    full, se, den, _, n_target = estimate(untreated, treated)
+    full, se, den, _, n_target = estimate(untreated, treated, fit_key="untreated")
     att, se_att, n_used = float(full[0]), float(se[0]), int(den[0])
     tcrit = _t_ppf(1 - alpha / 2, df)
     result.update(log_estimate=att, estimate=math.exp(att), se_log=se_att, df=float(df),
@@ -1129,7 +1264,7 @@ def org_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
         es = []
         post = is_adopted & (rel >= 0) & (ev <= e_hi)
         if post.any():
-            f, s_, d, gmin, _ = estimate(untreated, post, group=ev)
+            f, s_, d, gmin, _ = estimate(untreated, post, group=ev, fit_key="untreated")
             for i in range(len(f)):
                 e = i + gmin
                 if d[i] > 0:
@@ -1161,7 +1296,8 @@ def org_rate_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
                     n_jackknife: int | None = None, confidence: float = 0.95,
                     equivalence_margin: float = DEFAULT_EQUIVALENCE_MARGIN, min_n: int = DEFAULT_MIN_N,
                     low_power_n: int = DEFAULT_LOW_POWER_N, mde_low_power: float = DEFAULT_MDE_LOW_POWER,
-                    seed: int = DEFAULT_SEED, max_iter: int = 500) -> dict:
+                    seed: int = DEFAULT_SEED, max_iter: int = 500,
+                    prepared: tuple[pd.DataFrame, pd.Timestamp] | None = None) -> dict:
     """Organisation-wide effect of adoption on the incident rate (imputation, Poisson).
 
     Team x calendar-month cells split into untreated / transition / treated exposure (days). A
@@ -1170,7 +1306,7 @@ def org_rate_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     cells and the estimate is sum(observed) / sum(expected). Team jackknife CI, t with G - 1 df.
     """
     nan = float("nan")
-    prep, as_of_ts = prepare_incidents(incidents, as_of)
+    prep, as_of_ts = prepared if prepared is not None else prepare_incidents(incidents, as_of)
     out = {"metric": "incident_rate", "method": "imputation (Poisson team + month), team jackknife",
            "estimate": nan, "log_estimate": nan, "se_log": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
            "df": nan, "mde": nan, "tost_p": nan, "n_teams": 0, "n_treated_teams": 0,
@@ -1181,7 +1317,8 @@ def org_rate_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     as_of_ns = _ns(as_of_ts)
     ds_ns = int(prep["created_ns"].min()) if data_start is None else _ns(_as_of(prep, data_start))
     amap = _adoption_map(adoptions)
-    uteams = np.unique(np.concatenate([prep["team"].to_numpy(), np.array(list(amap), dtype=object)])).astype(str)
+    team_codes, uteams = _factorize_sorted(np.concatenate([prep["team"].to_numpy(), np.array(list(amap), dtype=object)]))
+    uteams = uteams.astype(str)
     n_t = len(uteams)
     first = pd.Timestamp(ds_ns, tz="UTC").tz_localize(None).to_period("M")
     last = pd.Timestamp(as_of_ns, tz="UTC").tz_localize(None).to_period("M")
@@ -1204,8 +1341,7 @@ def org_rate_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
     pos = np.full(n_t, big, dtype=np.int64)
     e_untr = overlap(neg, np.minimum(a_ns - T_ns, big))
     e_trt = overlap(np.where(a_ns < big, a_ns + T_ns, big), pos)
-    t_of = {t: i for i, t in enumerate(uteams)}
-    ti = np.array([t_of[t] for t in prep["team"].to_numpy()], dtype=int)
+    ti = team_codes[:len(prep)].astype(int)
     cr = prep["created_ns"].to_numpy()
     mi = np.searchsorted(m_start, cr, side="right") - 1
     ok = (mi >= 0) & (cr >= ds_ns)
@@ -1221,13 +1357,16 @@ def org_rate_effect(incidents: pd.DataFrame, adoptions: pd.DataFrame, *,
         Y, E = y_untr[keep], e_untr[keep]
         a = np.zeros(Y.shape[0])
         b = np.zeros(n_m)
+        a_seen, b_seen = a, b  # nan_to_num(a, neginf=-50) and of b: the values compared for convergence
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_rows, log_cols = np.log(Y.sum(1)), np.log(Y.sum(0))  # the same every iteration
         for _ in range(max_iter):
             with np.errstate(divide="ignore", invalid="ignore"):
-                a_new = np.log(Y.sum(1)) - np.log((E * np.exp(b)[None, :]).sum(1))
-                b_new = np.log(Y.sum(0)) - np.log((E * np.exp(a_new)[:, None]).sum(0))
-            done = np.allclose(np.nan_to_num(a_new, neginf=-50), np.nan_to_num(a, neginf=-50), atol=1e-10) and \
-                np.allclose(np.nan_to_num(b_new, neginf=-50), np.nan_to_num(b, neginf=-50), atol=1e-10)
-            a, b = a_new, b_new
+                a_new = log_rows - np.log((E * np.exp(b)[None, :]).sum(1))
+                b_new = log_cols - np.log((E * np.exp(a_new)[:, None]).sum(0))
+            a_new_seen, b_new_seen = np.nan_to_num(a_new, neginf=-50), np.nan_to_num(b_new, neginf=-50)
+            done = np.allclose(a_new_seen, a_seen, atol=1e-10) and np.allclose(b_new_seen, b_seen, atol=1e-10)
+            a, b, a_seen, b_seen = a_new, b_new, a_new_seen, b_new_seen
             if done:
                 break
         th = np.isfinite(a) & (Y.sum(1) > 0)

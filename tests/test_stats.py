@@ -549,3 +549,87 @@ def test_jackknife_se_is_missing_not_zero_without_two_estimates():
     # column 0: values 1, 3, 5 -> sqrt(2/3 * ((1-3)^2 + 0 + (5-3)^2)) = sqrt(16/3)
     assert se[0] == pytest.approx(np.sqrt(16 / 3))
     assert np.isnan(se[1]) and np.isnan(se[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# fast paths: the same numbers as the library calls they replace, bit for bit
+# ---------------------------------------------------------------------------------------------
+
+def test_sorted_median_and_quantiles_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(3000):
+        n = int(rng.integers(1, 40)) if trial % 3 else int(rng.integers(40, 2000))
+        x = [rng.lognormal(8, 2, n), np.round(rng.exponential(3600, n)), rng.integers(1, 50, n).astype(float),
+             rng.random(n) * 1e-3][trial % 4]
+        xs = np.sort(x)
+        assert S._sorted_median(xs) == float(np.median(x))
+        for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+            assert S._sorted_quantile(xs, q) == float(np.quantile(xs, q)), (n, q)
+            checked += 1
+    assert checked == 24_000
+
+
+def test_binomial_fast_paths_are_scipys_bit_for_bit():
+    rng = np.random.default_rng(12)
+    for trial in range(1500):
+        n = int(rng.integers(1, 300)) if trial % 2 else int(rng.integers(300, 20_000))
+        k = int(rng.integers(0, n + 1))
+        p = [float(rng.random()), k / n, 0.5, 1e-4, 1 - 1e-4][trial % 5]
+        assert S._binomtest_two_sided(k, n, p) == float(sps.binomtest(k, n, p).pvalue), (k, n, p)
+        for kk in (-1, k - 1, k, n, n + 1):
+            assert S._binom_sf(kk, n, p) == float(sps.binom.sf(kk, n, p)), (kk, n, p)
+            assert S._binom_cdf(kk, n, p) == float(sps.binom.cdf(kk, n, p)), (kk, n, p)
+        if 0 < k:
+            for q in (0.025, 0.975):
+                assert S._beta_ppf(q, k, n - k + 1) == float(sps.beta.ppf(q, k, n - k + 1))
+
+
+def test_poisson_ci_is_the_chi_square_formula_bit_for_bit():
+    alpha = 1.0 - 0.95  # 0.05000000000000004, as poisson_ci computes it
+    for k in list(range(0, 400)) + [10_000, 123_457]:
+        low = 0.0 if k == 0 else float(sps.chi2.ppf(alpha / 2.0, 2 * k) / 2.0)
+        high = float(sps.chi2.ppf(1.0 - alpha / 2.0, 2 * k + 2) / 2.0)
+        assert S.poisson_ci(k) == (low, high), k
+
+
+def test_fixed_effects_solve_matches_a_dense_ridge_solve():
+    """The Schur-complement solve gives the dense (teams + months) ridge system's fitted values,
+    also with a team left out and with a team and a month without untreated cells."""
+    rng = np.random.default_rng(13)
+    n_t, n_m = 30, 20
+    cells = [(t, m) for t in range(n_t) for m in range(n_m) if rng.random() < 0.6 and t != 7 and m != 3]
+    t_idx = np.array([c[0] for c in cells])
+    m_idx = np.array([c[1] for c in cells])
+    w = rng.integers(1, 9, len(cells)).astype(float)
+    s = w * (rng.normal(0, 1, n_t)[t_idx] + rng.normal(0, 1, n_m)[m_idx] + rng.normal(0, 0.1, len(cells)))
+    for keep in (np.ones(n_t, dtype=bool), np.arange(n_t) != 4):
+        a, b, th, mh = S._fe_solve(t_idx, m_idx, w, s, n_t, n_m, keep)
+        k = keep[t_idx]
+        A = np.zeros((n_t + n_m, n_t + n_m))
+        rhs = np.zeros(n_t + n_m)
+        for t, m, ww, ss in zip(t_idx[k], m_idx[k], w[k], s[k]):
+            A[t, t] += ww
+            A[n_t + m, n_t + m] += ww
+            A[t, n_t + m] += ww
+            A[n_t + m, t] += ww
+            rhs[t] += ss
+            rhs[n_t + m] += ss
+        sol = np.linalg.solve(A + 1e-11 * A.diagonal().max() * np.eye(n_t + n_m), rhs)
+        fitted = (a[:, None] + b[None, :])[t_idx[k], m_idx[k]]
+        dense = (sol[:n_t][:, None] + sol[n_t:][None, :])[t_idx[k], m_idx[k]]
+        assert np.allclose(fitted, dense, rtol=0, atol=1e-9)
+        assert not th[7] and not mh[3] and th[keep & (np.arange(n_t) != 7)].all()
+        assert th[4] == keep[4]
+
+
+def test_statistics_with_prepared_incidents_are_the_same():
+    inc, ad = _panel(np.random.default_rng(14), noise=0.5)
+    inc["acknowledged_at"] = inc["created_at"] + pd.Timedelta(minutes=3)
+    as_of = pd.Timestamp("2025-01-10", tz=UTC)
+    prepared = S.prepare_incidents(inc, as_of)
+    pd.testing.assert_frame_equal(S.period_summaries(inc, ad, as_of=as_of, prepared=prepared),
+                                  S.period_summaries(inc, ad, as_of=as_of))
+    pd.testing.assert_frame_equal(S.team_comparisons(inc, ad, as_of=as_of, prepared=prepared),
+                                  S.team_comparisons(inc, ad, as_of=as_of))
+    assert S.org_rate_effect(inc, ad, as_of=as_of, prepared=prepared) == S.org_rate_effect(inc, ad, as_of=as_of)

@@ -45,22 +45,38 @@ deployment_team as (
     group by d.deployment_id
 ),
 
-caused as (
-    -- any incident (not merged) on any service of the repo in the 24 hours after a production deployment succeeded
-    select
-        d.deployment_id,
-        arg_min(i.incident_id, i.created_at) as first_incident_id,
-        arg_min_null(i.resolved_at, i.created_at) as first_incident_resolved_at
+deployed_services as (
+    -- each successful production deployment with every service of its repo
+    select d.deployment_id, r.service_id, s.succeeded_at
     from deployments as d
     inner join statuses as s on s.deployment_id = d.deployment_id and s.succeeded_at is not null
     inner join (select distinct repo, service_id from staging.stg_ownership__service_repos) as r on r.repo = d.repo
-    inner join marts.fct_incidents as i
-        on i.service_id = r.service_id
-        and not i.is_merged
-        and i.created_at >= s.succeeded_at
-        and i.created_at < s.succeeded_at + interval 24 hour
     where d.environment = coalesce(getvariable('production_environment'), 'production')
-    group by d.deployment_id
+),
+
+deployed_days as (
+    -- each of them under the UTC day it succeeded and the next: an incident in the 24 hours after
+    -- it was created on one of the two (an equality join, not every incident of the service)
+    select ds.deployment_id, ds.service_id, ds.succeeded_at, cast(ds.succeeded_at as date) + t.offset_days as day
+    from deployed_services as ds
+    cross join (values (0), (1)) as t(offset_days)
+),
+
+caused as (
+    -- any incident (not merged) on any service of the repo in the 24 hours after a production deployment
+    -- succeeded; the first of them (of several in the same second, the first by id)
+    select
+        dd.deployment_id,
+        first(i.incident_id order by i.created_at, i.incident_id) as first_incident_id,
+        first(i.resolved_at order by i.created_at, i.incident_id) as first_incident_resolved_at
+    from deployed_days as dd
+    inner join marts.fct_incidents as i
+        on i.service_id = dd.service_id
+        and cast(i.created_at as date) = dd.day
+        and not i.is_merged
+        and i.created_at >= dd.succeeded_at
+        and i.created_at < dd.succeeded_at + interval 24 hour
+    group by dd.deployment_id
 ),
 
 final as (

@@ -36,34 +36,18 @@ data_as_of as (
     ) as data_as_of
 ),
 
-first_acks as (
-    select incident_id, min(created_at) as acknowledged_at
-    from log_entries
-    where entry_type = 'acknowledge_log_entry'
-    group by incident_id
-),
-
-resolves as (
+entry_facts as (
+    -- per incident, in one pass over its log entries: the first acknowledgement, the last resolve
+    -- and how it came, and the handoffs (every assignment after the first: one fewer than its
+    -- assign, delegate and escalate entries)
     select
         incident_id,
-        max(created_at) as resolve_logged_at,
-        arg_max(channel_type, created_at) as resolve_channel_type
+        min(created_at) filter (where entry_type = 'acknowledge_log_entry') as acknowledged_at,
+        max(created_at) filter (where entry_type = 'resolve_log_entry') as resolve_logged_at,
+        arg_max(channel_type, created_at) filter (where entry_type = 'resolve_log_entry') as resolve_channel_type,
+        nullif(count(*) filter (where entry_type in ('assign_log_entry', 'delegate_log_entry', 'escalate_log_entry')), 0)
+            - 1 as handoffs
     from log_entries
-    where entry_type = 'resolve_log_entry'
-    group by incident_id
-),
-
-assignment_entries as (
-    select
-        incident_id,
-        row_number() over (partition by incident_id order by created_at, log_entry_id) as nth
-    from log_entries
-    where entry_type in ('assign_log_entry', 'delegate_log_entry', 'escalate_log_entry')
-),
-
-handoffs as (
-    select incident_id, count(*) filter (where nth > 1) as handoffs
-    from assignment_entries
     group by incident_id
 ),
 
@@ -76,26 +60,35 @@ enriched as (
         i.priority,
         i.status,
         i.created_at,
-        a.acknowledged_at,
+        e.acknowledged_at,
         -- A resolve log entry also counts: an old open incident's record may be stale while the feed is not.
-        coalesce(case when i.status = 'resolved' then i.resolved_at end, r.resolve_logged_at) as resolved_at,
-        coalesce(r.resolve_channel_type in ('timeout', 'auto'), false) as is_auto_resolved,
+        coalesce(case when i.status = 'resolved' then i.resolved_at end, e.resolve_logged_at) as resolved_at,
+        coalesce(e.resolve_channel_type in ('timeout', 'auto'), false) as is_auto_resolved,
         coalesce(i.resolve_reason_type = 'merge_resolve_reason', false) as is_merged,
-        coalesce(h.handoffs, 0) as handoffs
+        coalesce(e.handoffs, 0) as handoffs
     from incidents as i
-    left join first_acks as a on a.incident_id = i.incident_id
-    left join resolves as r on r.incident_id = i.incident_id
-    left join handoffs as h on h.incident_id = i.incident_id
+    left join entry_facts as e on e.incident_id = i.incident_id
+),
+
+shared_keys as (
+    -- (service, incident_key) pairs of more than one incident: only their incidents can fold
+    select service_id, incident_key
+    from enriched
+    where not is_merged and incident_key is not null
+    group by service_id, incident_key
+    having count(*) > 1
 ),
 
 chained as (
     select
-        *,
-        lag(resolved_at) over (
-            partition by service_id, incident_key order by created_at, incident_id
+        e.*,
+        lag(e.resolved_at) over (
+            partition by e.service_id, e.incident_key order by e.created_at, e.incident_id
         ) as previous_resolved_at
-    from enriched
-    where not is_merged
+    from enriched as e
+    semi join shared_keys as k
+        on k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
+    where not e.is_merged
 ),
 
 numbered as (
@@ -134,6 +127,27 @@ folded as (
     group by service_id, incident_key, chain_no
 ),
 
+unfolded as (
+    -- an incident whose key no other incident shares (or that has no key) is its own chain: the
+    -- aggregates of folded over that one row (arg_min and friends give null without a created_at)
+    select
+        case when e.created_at is not null then e.incident_id end as incident_id,
+        e.service_id,
+        case when e.created_at is not null then e.urgency end as urgency,
+        case when e.created_at is not null then e.priority end as priority,
+        e.created_at,
+        e.acknowledged_at,
+        case when e.created_at is not null then e.resolved_at end as resolved_at,
+        case when e.created_at is not null then e.is_auto_resolved end as is_auto_resolved,
+        false as is_merged,
+        cast(e.handoffs as hugeint) as handoffs,
+        cast(0 as bigint) as n_retriggers
+    from enriched as e
+    anti join shared_keys as k
+        on k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
+    where not e.is_merged
+),
+
 merged as (
     select
         incident_id, service_id, urgency, priority, created_at, acknowledged_at, resolved_at,
@@ -144,6 +158,8 @@ merged as (
 
 all_incidents as (
     select * from folded
+    union all
+    select * from unfolded
     union all
     select * from merged
 ),
@@ -172,13 +188,24 @@ deployments as (
     group by d.deployment_id, r.service_id
 ),
 
+deployment_days as (
+    -- each deployment under the UTC day it succeeded and the next: an incident in the 24 hours
+    -- after it was created on one of the two (an equality join, not every deployment of the service)
+    select d.service_id, d.deployment_id, d.deployed_at, cast(d.deployed_at as date) + t.offset_days as day
+    from deployments as d
+    cross join (values (0), (1)) as t(offset_days)
+    where d.deployed_at is not null
+),
+
 linked as (
+    -- the latest of them (of several in the same second, the last by id)
     select
         o.incident_id,
-        arg_max(d.deployment_id, d.deployed_at) as linked_deployment_id
+        first(d.deployment_id order by d.deployed_at desc, d.deployment_id desc) as linked_deployment_id
     from owned as o
-    inner join deployments as d
+    inner join deployment_days as d
         on d.service_id = o.service_id
+        and d.day = cast(o.created_at as date)
         and d.deployed_at <= o.created_at
         and d.deployed_at > o.created_at - interval 24 hour
     group by o.incident_id

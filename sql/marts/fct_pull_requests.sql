@@ -19,17 +19,56 @@ deployments as (
     where is_production and is_successful
 ),
 
-matched as (
+repo_deployments as (
+    -- of several deployments of a repo succeeding in the same second, the first by id (and the
+    -- team of the first of them whose team is known)
     select
-        m.pull_request_id,
-        arg_min(d.deployment_id, d.succeeded_at) as deployment_id,
-        min(d.succeeded_at) as deployed_at,
-        arg_min(d.team_key, d.succeeded_at) as team_key
+        repo,
+        succeeded_at,
+        min(deployment_id) as deployment_id,
+        arg_min(team_key, deployment_id) as team_key
+    from deployments
+    group by repo, succeeded_at
+),
+
+first_deployments as (
+    -- the first deployment of the repo at or after each merge: an as-of join (the nearest
+    -- succeeded_at >= merged_at), not every later deployment of the repo
+    select m.pull_request_id, m.repo, m.merged_at, d.deployment_id, d.succeeded_at, d.team_key
     from merged as m
-    inner join deployments as d
+    asof inner join repo_deployments as d
         on d.repo = m.repo
         and d.succeeded_at >= m.merged_at
-    group by m.pull_request_id
+),
+
+team_deployments as (
+    -- team_key is the team of the first deployment at or after the merge whose team is known:
+    -- that deployment, or (where its team is unknown, rarely) the next one with a known team
+    select pull_request_id, team_key, succeeded_at from first_deployments where team_key is not null
+    union all
+    select f.pull_request_id, d.team_key, d.succeeded_at
+    from (select * from first_deployments where team_key is null) as f
+    asof inner join (
+        select * from repo_deployments
+        where team_key is not null and repo in (select repo from first_deployments where team_key is null)
+    ) as d
+        on d.repo = f.repo
+        and d.succeeded_at >= f.merged_at
+),
+
+matched as (
+    select
+        pull_request_id,
+        first(deployment_id order by succeeded_at, deployment_id) as deployment_id,
+        min(succeeded_at) as deployed_at
+    from first_deployments
+    group by pull_request_id
+),
+
+matched_team as (
+    select pull_request_id, first(team_key order by succeeded_at, team_key) as team_key
+    from team_deployments
+    group by pull_request_id
 )
 
 select
@@ -39,8 +78,9 @@ select
     m.merged_at,
     x.deployment_id,
     x.deployed_at,
-    x.team_key,
+    t.team_key,
     epoch(x.deployed_at) - epoch(m.merged_at) as seconds_lead_time
 from merged as m
 left join matched as x on x.pull_request_id = m.pull_request_id
+left join matched_team as t on t.pull_request_id = m.pull_request_id
 order by m.merged_at, m.pull_request_id

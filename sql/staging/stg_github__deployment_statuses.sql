@@ -7,15 +7,21 @@
 -- state: queued, pending, in_progress, success, failure, error or inactive
 -- created_at: when the status was set (UTC)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
-with typed as (
+with extracted as (
+    -- One parse of each payload: every field in one call (each ->> would parse the document again).
+    select id, repo, json_extract_string(payload, ['$.deployment_url', '$.state', '$.created_at']) as f
+    from raw.github_deployment_statuses
+),
+
+typed as (
     select
         try_cast(id as bigint) as status_id,
-        try_cast(regexp_extract(payload ->> 'deployment_url', '/deployments/([0-9]+)$', 1) as bigint) as deployment_id,
+        try_cast(regexp_extract(f[1], '/deployments/([0-9]+)$', 1) as bigint) as deployment_id,
         repo,
-        payload ->> 'state' as state,
-        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
-        payload ->> 'created_at' as raw_created_at
-    from raw.github_deployment_statuses
+        f[2] as state,
+        try_cast(f[3] as timestamptz) as created_at,
+        f[3] as raw_created_at
+    from extracted
 )
 
 select

@@ -8,16 +8,22 @@
 -- environment: the target environment name (production is configurable)
 -- created_at: when the deployment was created (UTC)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
-with typed as (
+with extracted as (
+    -- One parse of each payload: every field in one call (each ->> would parse the document again).
+    select id, repo, json_extract_string(payload, ['$.sha', '$.ref', '$.environment', '$.created_at']) as f
+    from raw.github_deployments
+),
+
+typed as (
     select
         try_cast(id as bigint) as deployment_id,
         repo,
-        payload ->> 'sha' as sha,
-        payload ->> 'ref' as ref,
-        payload ->> 'environment' as environment,
-        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
-        payload ->> 'created_at' as raw_created_at
-    from raw.github_deployments
+        f[1] as sha,
+        f[2] as ref,
+        f[3] as environment,
+        try_cast(f[4] as timestamptz) as created_at,
+        f[4] as raw_created_at
+    from extracted
 )
 
 select

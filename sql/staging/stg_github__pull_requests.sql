@@ -8,18 +8,24 @@
 -- merged_at: when it was merged (UTC); null when closed without merging
 -- merge_commit_sha: the commit the merge produced
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
-with typed as (
+with extracted as (
+    -- One parse of each payload: every field in one call (each ->> would parse the document again).
+    select id, repo, json_extract_string(payload, ['$.number', '$.created_at', '$.merged_at', '$.merge_commit_sha']) as f
+    from raw.github_pull_requests
+),
+
+typed as (
     select
         try_cast(id as bigint) as pull_request_id,
         repo,
-        try_cast(payload ->> 'number' as integer) as number,
-        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
-        try_cast(payload ->> 'merged_at' as timestamptz) as merged_at,
-        payload ->> 'merge_commit_sha' as merge_commit_sha,
-        payload ->> 'number' as raw_number,
-        payload ->> 'created_at' as raw_created_at,
-        payload ->> 'merged_at' as raw_merged_at
-    from raw.github_pull_requests
+        try_cast(f[1] as integer) as number,
+        try_cast(f[2] as timestamptz) as created_at,
+        try_cast(f[3] as timestamptz) as merged_at,
+        f[4] as merge_commit_sha,
+        f[1] as raw_number,
+        f[2] as raw_created_at,
+        f[3] as raw_merged_at
+    from extracted
 )
 
 select

@@ -13,28 +13,35 @@
 -- resolve_reason_type: merge_resolve_reason for incidents merged into another; null otherwise
 -- updated_at: PagerDuty's last-change time of the record
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
-with source as (
-    select id, payload from raw.pagerduty_incidents
+with extracted as (
+    -- One parse of each payload: every field in one call (each ->> would parse the document again).
+    select
+        id,
+        json_extract_string(payload, [
+            '$.incident_number', '$.incident_key', '$.service.id', '$.status', '$.urgency', '$.priority.summary',
+            '$.created_at', '$.resolved_at', '$.resolve_reason.type', '$.updated_at'
+        ]) as f
+    from raw.pagerduty_incidents
 ),
 
 typed as (
     select
         id as incident_id,
-        try_cast(payload ->> 'incident_number' as bigint) as incident_number,
-        payload ->> 'incident_key' as incident_key,
-        payload -> 'service' ->> 'id' as service_id,
-        payload ->> 'status' as status,
-        payload ->> 'urgency' as urgency,
-        payload -> 'priority' ->> 'summary' as priority,
-        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
-        try_cast(payload ->> 'resolved_at' as timestamptz) as resolved_at,
-        payload -> 'resolve_reason' ->> 'type' as resolve_reason_type,
-        try_cast(payload ->> 'updated_at' as timestamptz) as updated_at,
-        payload ->> 'incident_number' as raw_incident_number,
-        payload ->> 'created_at' as raw_created_at,
-        payload ->> 'resolved_at' as raw_resolved_at,
-        payload ->> 'updated_at' as raw_updated_at
-    from source
+        try_cast(f[1] as bigint) as incident_number,
+        f[2] as incident_key,
+        f[3] as service_id,
+        f[4] as status,
+        f[5] as urgency,
+        f[6] as priority,
+        try_cast(f[7] as timestamptz) as created_at,
+        try_cast(f[8] as timestamptz) as resolved_at,
+        f[9] as resolve_reason_type,
+        try_cast(f[10] as timestamptz) as updated_at,
+        f[1] as raw_incident_number,
+        f[7] as raw_created_at,
+        f[8] as raw_resolved_at,
+        f[10] as raw_updated_at
+    from extracted
 )
 
 select

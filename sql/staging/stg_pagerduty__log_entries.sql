@@ -9,19 +9,28 @@
 -- channel_type: how: api, website, timeout (an auto-resolve or ack timeout), auto, ...
 -- n_assignees: how many assignees the entry names (assign, delegate, escalate)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
-with typed as (
+with extracted as (
+    -- One parse of each payload: every field in one call (each ->> would parse the document again).
+    select
+        id,
+        json_extract_string(payload, ['$.incident.id', '$.type', '$.created_at', '$.agent.type', '$.channel.type'])
+            as f,
+        json_extract(payload, '$.assignees') as assignees
+    from raw.pagerduty_log_entries
+),
+
+typed as (
     select
         id as log_entry_id,
-        payload -> 'incident' ->> 'id' as incident_id,
-        payload ->> 'type' as entry_type,
-        try_cast(payload ->> 'created_at' as timestamptz) as created_at,
-        payload -> 'agent' ->> 'type' as agent_type,
-        payload -> 'channel' ->> 'type' as channel_type,
-        case when json_type(payload -> 'assignees') = 'ARRAY' then json_array_length(payload -> 'assignees') end
-            as n_assignees_listed,
-        payload ->> 'created_at' as raw_created_at,
-        json_type(payload -> 'assignees') as assignees_type
-    from raw.pagerduty_log_entries
+        f[1] as incident_id,
+        f[2] as entry_type,
+        try_cast(f[3] as timestamptz) as created_at,
+        f[4] as agent_type,
+        f[5] as channel_type,
+        case when json_type(assignees) = 'ARRAY' then json_array_length(assignees) end as n_assignees_listed,
+        f[3] as raw_created_at,
+        json_type(assignees) as assignees_type
+    from extracted
 )
 
 select
