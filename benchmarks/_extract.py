@@ -12,13 +12,20 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM; ``ru_maxrss`` would include the parent's at the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def ours(cfg: dict) -> dict:
@@ -84,7 +91,7 @@ def main() -> int:
         got = {}
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
     out = {"mode": mode, "wall_seconds": time.perf_counter() - started, "error": error,
-           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, **got}
+           "maxrss_mb": peak_rss_mb(), **got}
     out_path.write_text(json.dumps(out, indent=1))
     return 0
 
