@@ -117,18 +117,14 @@ class _Staging:
         self.con, self.table = con, table
         self.name = f"staging_{table}"
         self.rows = 0
-        self._restore_limit: str | None = None
+        self._limit = wh.memory_limit(con, STAGING_MEMORY_LIMIT)
         # Log entries: also each entry's type, incident and time, read here in passing, so the
         # acknowledgement rule (records.quarantine_inconsistent) need not parse this run's JSON again.
         self.log_entry_fields = log_entry_fields
 
     def __enter__(self) -> "_Staging":
         con = self.con
-        current = con.execute("select current_setting('memory_limit')").fetchone()[0]
-        con.execute("reset memory_limit")
-        default = con.execute("select current_setting('memory_limit')").fetchone()[0]
-        self._restore_limit = None if current == default else current
-        con.execute(f"set memory_limit = '{STAGING_MEMORY_LIMIT}'")
+        self._limit.__enter__()
         fields = ", kind varchar, incident_id varchar, created_at timestamptz" if self.log_entry_fields else ""
         # payload as JSON: DuckDB parses it here, batch by batch while pages arrive, not in the merge
         con.execute(f"create or replace temp table {self.name} (seq bigint, id varchar, payload json{fields})")
@@ -136,11 +132,10 @@ class _Staging:
 
     def __exit__(self, *exc) -> None:
         con = self.con
-        con.execute(f"drop table if exists temp.{self.name}")
-        if self._restore_limit is None:
-            con.execute("reset memory_limit")
-        else:
-            con.execute(f"set memory_limit = '{self._restore_limit}'")
+        try:
+            con.execute(f"drop table if exists temp.{self.name}")
+        finally:
+            self._limit.__exit__(*exc)
 
     def add(self, records: list[dict]) -> None:
         if not records:

@@ -147,3 +147,22 @@ def test_ack_rule_reads_this_runs_entries_from_the_staging_with_the_same_result(
     # L1 (older, its incident re-read), L3, L6 (after the older resolve L5), L8 (after this run's L9);
     # L7 is older and its incident was not touched: judged in its own run
     assert [r[0] for r in outcomes[0][1]] == ["L1", "L3", "L6", "L8"] and outcomes[0][0] == 4
+
+
+def test_staging_caps_duckdb_memory_and_restores_the_setting_after():
+    import duckdb
+
+    from pipelines import ingest
+
+    con = duckdb.connect()
+    limit = lambda: con.execute("select current_setting('memory_limit')").fetchone()[0]  # noqa: E731
+    default = limit()
+    con.execute("create schema raw")
+    with ingest._Staging(con, "pagerduty_incidents"):
+        assert limit() != default  # the staging limit holds while records stream in
+    assert limit() == default
+    con.execute("set memory_limit = '2GiB'")  # a value DuckDB prints back exactly
+    two_gb = limit()
+    with ingest._Staging(con, "pagerduty_incidents"):
+        assert limit() != two_gb
+    assert limit() == two_gb

@@ -35,6 +35,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from requests.models import PreparedRequest
 from requests.utils import parse_header_links
 
+from pipelines.records import parse_time
+
 from .http import ApiError, AuthError, HttpClient, SourceClient
 
 logger = logging.getLogger("incident_metrics.sources")
@@ -148,16 +150,6 @@ def _split_full_name(full_name: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise ValueError(f"repository must be 'owner/name', got {full_name!r}")
     return quote(parts[0], safe=""), quote(parts[1], safe="")
-
-
-def _parse_created(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _next_link(link_header: str | None) -> str | None:
@@ -467,7 +459,7 @@ class GitHubClient(SourceClient):
             if not isinstance(node, dict):
                 continue
             deployment = deployment_from_graphql(node, rest_base_url=self._http.base_url, repo=canonical)
-            created = _parse_created(deployment.get("created_at"))
+            created = parse_time(deployment.get("created_at"))
             if stop_before is not None and created is not None and created < stop_before:
                 return pairs, None
             statuses = self._statuses_of(node, deployment, canonical, what)
