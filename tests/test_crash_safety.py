@@ -3,14 +3,16 @@
 The job runs in a child process (``pipelines.cli.run_nightly``, exactly what ``incident-metrics
 run`` does) against the emulator serving from this process. It is killed with SIGKILL:
 
+0. on the first load, after the second repo's pull requests are staged, other repos still being
+   read;
 1. while it reads incidents from the API (detected from the emulator's request counters), and
    again after its second batch of incidents is staged (batches of 20), pages still coming;
 2. inside the open log-entries transaction, after the upsert and before the commit;
 3. inside the transaction that rebuilds ``marts.fct_incidents``;
 4. while it writes the analyst snapshot, before the rename.
 
-Points 1b-4 are reached with a pause the child script wraps around warehouse functions and the
-PagerDuty staging (a test seam living in this file only: production code has no hook). After each kill the warehouse opens,
+Points 0 and 1b-4 are reached with a pause the child script wraps around warehouse functions and the
+staging of the history streams (a test seam living in this file only: production code has no hook). After each kill the warehouse opens,
 every table is readable, the interrupted transaction left no trace (the table is as it was before
 the killed run), and the analyst snapshot is either absent or the complete previous one. The last
 rerun completes; its warehouse then equals a clean run's, table by table.
@@ -65,14 +67,14 @@ def upsert_raw(con, table, records, **kw):
     return result
 wh.upsert_raw = upsert_raw
 
-# PagerDuty streams: staged batch by batch, then merged into raw in one transaction
+# history streams: staged batch by batch (GitHub: repo by repo), then merged into raw in one transaction
 _merge, _stage, _staged = ingest._Staging.merge, ingest._Staging.add, {}
 def merge(self, **kw):
     result = _merge(self, **kw)
     pause(f"upsert:{self.table}")  # inside the step's transaction: written, not committed
     return result
-def stage(self, records):
-    _stage(self, records)
+def stage(self, records, **extra):
+    _stage(self, records, **extra)
     _staged[self.table] = _staged.get(self.table, 0) + 1
     pause(f"stage:{self.table}#{_staged[self.table]}")  # the n-th batch staged, pages still coming
 ingest._Staging.merge, ingest._Staging.add = merge, stage
@@ -168,6 +170,15 @@ def test_sigkill_at_several_points_then_rerun_equals_a_clean_run(setup):
     data = tmp / "killed"
     db = data / "warehouse.duckdb"
     snapshot = data / "analytics.duckdb"
+
+    # 0. the first load, during GitHub pull requests, between repos: two repos staged, more still
+    # being read; nothing of them may survive, not even the first repos' bookmarks
+    child = Child(srv, data, ownership, tmp, pause="stage:github_pull_requests#2")
+    child.wait_for(child.ready.exists, "the second repo's pull requests")
+    child.kill()
+    _check_consistent(db)
+    assert _rows(db, "raw.github_pull_requests") == []
+    assert not [k for k in _bookmarks(db) if k[1].startswith("pull_requests:")]
 
     # 1. during incidents: killed while the incident pages are being read
     srv.reset_stats()

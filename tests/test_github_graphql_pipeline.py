@@ -188,7 +188,7 @@ def test_the_setting_picks_the_api(monkeypatch):
 
 
 @pytest.mark.parametrize("api", ["graphql", "rest"])
-def test_repos_are_read_concurrently_and_written_one_transaction_each(tmp_path, api):
+def test_repos_are_read_concurrently_and_each_gets_its_bookmark(tmp_path, api):
     """At 150 ms a request, nine repos read four at a time take well under half the sequential time,
     for deployments and pull requests alike, and every repo still gets its own bookmark."""
     org = small_org(seed=11, future_days=0, deploys_per_repo_week=0.5)
