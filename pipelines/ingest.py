@@ -204,7 +204,6 @@ class _Staging:
         return wh.UpsertResult(received=int(received), changed=int(after - before))
 
 
-
 # ------------------------------------------------------------------------------------- PagerDuty
 
 
