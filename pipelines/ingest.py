@@ -204,6 +204,53 @@ class _Staging:
         return wh.UpsertResult(received=int(received), changed=int(after - before))
 
 
+_END = object()
+
+
+def _fetch_in_order(items: list, fetch: Callable[[Any], Any], workers: int):
+    """``(item, fetch(item))`` for each item, in order, with up to ``workers`` fetches running at
+    once in threads and at most ``2 * workers`` results waiting, so memory stays bounded. The caller
+    (the DuckDB writes) stays in its own thread. A fetch that raises ends the iteration with its
+    exception, once the fetches in flight have finished (the queued ones are cancelled)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, int(workers or 1))
+    if workers == 1 or len(items) <= 1:
+        for item in items:
+            yield item, fetch(item)
+        return
+    import threading
+
+    failed = threading.Event()
+
+    def guarded(item: Any) -> Any:
+        if failed.is_set():  # an earlier fetch failed the run: ask nothing more (never consumed)
+            return None
+        try:
+            return fetch(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-fetch")
+    pending: deque = deque()
+    queue = iter(items)
+    try:
+        for item in queue:
+            pending.append((item, pool.submit(guarded, item)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            item, future = pending.popleft()
+            following = next(queue, _END)
+            if following is not _END:
+                pending.append((following, pool.submit(guarded, following)))
+            yield item, future.result()  # raises the fetch's exception, after the finally below
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 # ------------------------------------------------------------------------------------- PagerDuty
 
 
@@ -280,8 +327,10 @@ def sync_pagerduty_incidents(con, client, *, run_id: str, now: datetime, setting
             if isinstance(record, dict):
                 still_open.discard(record.get("id"))
             add(record)
-        for incident_id in sorted(still_open):
-            add(client.incident(incident_id))  # GET /incidents/{id}: a handful a night
+        # GET /incidents/{id} for each, up to client.concurrency at once: a few hundred a night on
+        # the large benchmark organisation (sequential, they took 25 s of a 35 s night)
+        for _, record in _fetch_in_order(sorted(still_open), client.incident, getattr(client, "concurrency", 1)):
+            add(record)
         write(batch)
         with wh.transaction(con):
             for r, rule, reason in rejects:
@@ -549,53 +598,6 @@ def _select_graphql_read(repo: str, pairs: list[tuple[dict, list[dict]]], since:
         bad.append(({"id": int(deployment_id), "repo": repo}, "deployment_gone",
                     "GitHub no longer lists this deployment: it was deleted"))
     return good, bad, statuses
-
-
-_END = object()
-
-
-def _fetch_in_order(items: list, fetch: Callable[[Any], Any], workers: int):
-    """``(item, fetch(item))`` for each item, in order, with up to ``workers`` fetches running at
-    once in threads and at most ``2 * workers`` results waiting, so memory stays bounded. The caller
-    (the DuckDB writes) stays in its own thread. A fetch that raises ends the iteration with its
-    exception, once the fetches in flight have finished (the queued ones are cancelled)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = max(1, int(workers or 1))
-    if workers == 1 or len(items) <= 1:
-        for item in items:
-            yield item, fetch(item)
-        return
-    import threading
-
-    failed = threading.Event()
-
-    def guarded(item: Any) -> Any:
-        if failed.is_set():  # an earlier repo failed the run: ask nothing more (never consumed)
-            return None
-        try:
-            return fetch(item)
-        except BaseException:
-            failed.set()
-            raise
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="github-repos")
-    pending: deque = deque()
-    queue = iter(items)
-    try:
-        for item in queue:
-            pending.append((item, pool.submit(guarded, item)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            item, future = pending.popleft()
-            following = next(queue, _END)
-            if following is not _END:
-                pending.append((following, pool.submit(guarded, following)))
-            yield item, future.result()  # raises the fetch's exception, after the finally below
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DeploymentsThroughGraphQL:

@@ -70,6 +70,54 @@ def test_incidents_written_in_batches_equal_one_batch(srv, tmp_path):
     assert second[1] > 0  # ... and some of them changed (resolved meanwhile)
 
 
+def test_incidents_still_open_are_reread_concurrently_and_in_order(srv, tmp_path):
+    """The second night's ``GET /incidents/{id}`` re-reads run up to ``client.concurrency`` at once
+    (a few hundred a night on the large benchmark organisation) and land as the sequential ones do."""
+    import threading
+    import time
+
+    class CountingClient(PagerDutyClient):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.lock, self.in_flight, self.most_in_flight, self.asked = threading.Lock(), 0, 0, []
+
+        def incident(self, incident_id):
+            with self.lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                self.asked.append(incident_id)
+            try:
+                time.sleep(0.05)  # long enough for the other workers to start theirs
+                return super().incident(incident_id)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+
+    now = datetime.now(UTC)
+    start = srv.now()
+    states = {}
+    try:
+        for workers in (1, 4):
+            srv.set_now(start)
+            con = wh.connect(tmp_path / f"c{workers}.duckdb")
+            wh.ensure_schemas(con)
+            with CountingClient(srv.pagerduty_url, PD_TOKEN, rate_per_minute=None, concurrency=workers) as client:
+                for advance in (0, 2):
+                    srv.advance(timedelta(days=advance))
+                    ingest.sync_pagerduty_incidents(con, client, run_id=f"night+{advance}",
+                                                    now=now + timedelta(minutes=advance),
+                                                    settings=ingest.SyncSettings(history_days=1000))
+            states[workers] = (client.most_in_flight, len(client.asked), con.execute(
+                "select id, payload::varchar, run_id from raw.pagerduty_incidents order by id").fetchall())
+            con.close()
+    finally:
+        srv.set_now(start)
+    (one, n_one, rows_one), (four, n_four, rows_four) = states[1], states[4]
+    assert n_one == n_four > 4  # the same re-reads, more than one worker's worth
+    assert one == 1 and four == 4
+    assert rows_one == rows_four
+
+
 def test_staging_merges_as_an_upsert_by_id(tmp_path):
     """What the staged merge writes: new ids inserted, changed payloads rewritten (with this run's
     id), unchanged rows left as they were, and the last version of an id staged twice wins."""
