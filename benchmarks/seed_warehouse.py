@@ -5,8 +5,9 @@
 
 writes ``OUT/data/warehouse.duckdb``, ``OUT/ownership.yaml`` and ``OUT/cfg.json`` (the config
 ``benchmarks/_pipeline_step.py marts OUT/cfg.json OUT/marts.json`` reads), so the staging, marts
-and statistics steps can be profiled on the large organisation in minutes, not the hours its
-ingest through the emulator takes (about 9 minutes and 8 GB for the large size). ``--night 1``
+and statistics steps can be profiled on the large organisation without an emulator (about 9
+minutes and 8 GB for the large size; its backfill through the emulator takes about 13 minutes and
+the emulator holds 2.3 GB). ``--night 1``
 then adds the next night's records to the same warehouse (the sizes generate one day past the
 clock), as the nightly ingest would read them.
 
@@ -16,7 +17,9 @@ The records are rendered by the emulator's own renderers (``PagerDutyApi.render_
 log-entry feed, closed pull requests), filtered to the same windows a first run reads (``now``
 minus ``history_days``, records visible at the emulator clock), validated by the same rules
 (``split_valid``, ``quarantine_inconsistent``) and written by the same functions
-(``upsert_raw``, ``set_high_water_mark``, ``record_sync_run``, ``load_ownership_tables``). The
+(``set_high_water_mark``, ``record_sync_run``, ``load_ownership_tables``) and the same upsert rule
+(``upsert_raw`` here, one transaction per stream or repo; the ingest stages its history streams and
+merges each once, ``ingest._Staging``, to the same rows). The
 result is the warehouse a first nightly run against the emulator would leave, except for what only
 HTTP produces: the host in the payloads' ``self``/``url`` links (``base_url``), the request counts
 in ``raw.sync_runs`` (zero here) and the reason text of a repo the token cannot see (quarantined as
