@@ -106,11 +106,23 @@ class _GitHubQuota:
 class _Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.in_flight: dict[str, int] = {}  # service -> requests being served now
         self.reset()
 
     def reset(self) -> None:
+        """Call with ``lock`` held (or before the server starts)."""
         self.rows: dict[tuple[str, str, str, int], list[int]] = {}
         self.faults: dict[str, int] = {}
+        self.most_in_flight = dict(self.in_flight)  # service -> most served at once since the reset
+
+    def enter(self, service: str) -> None:
+        with self.lock:
+            now = self.in_flight[service] = self.in_flight.get(service, 0) + 1
+            self.most_in_flight[service] = max(self.most_in_flight.get(service, 0), now)
+
+    def leave(self, service: str) -> None:
+        with self.lock:
+            self.in_flight[service] -= 1
 
     def record(self, service: str, method: str, route: str, status: int, nbytes: int, fault: str | None) -> None:
         with self.lock:
@@ -124,6 +136,7 @@ class _Stats:
         with self.lock:
             rows = sorted(self.rows.items())
             faults = dict(self.faults)
+            most_in_flight = dict(self.most_in_flight)
         by_service: dict[str, dict[str, int]] = {}
         by_route: dict[str, dict[str, Any]] = {}
         routes = []
@@ -144,7 +157,8 @@ class _Stats:
             r["by_status"][str(status)] = r["by_status"].get(str(status), 0) + count
             routes.append({"service": service, "method": method, "route": route, "status": status, "count": count, "bytes": b})
         return {"requests": total, "bytes": nbytes, "rate_limited": limited, "not_modified": not_modified,
-                "faults": faults, "by_service": by_service, "by_route": by_route, "routes": routes}
+                "faults": faults, "most_in_flight": most_in_flight,
+                "by_service": by_service, "by_route": by_route, "routes": routes}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,6 +389,7 @@ class EmulatorServer:
         template = route.template if route else "(unmatched)"
         fault_name: str | None = None
         action: str | None = None
+        self._stats.enter(service)
         try:
             if service == "pagerduty":
                 resp, action, fault_name = self._serve_pagerduty(req, route, params)
@@ -385,6 +400,8 @@ class EmulatorServer:
                 traceback.print_exc()
             payload = INTERNAL_ERROR if service == "pagerduty" else {"message": "Server Error"}
             resp = Response.json(500, payload)
+        finally:
+            self._stats.leave(service)
         # record first: a client holding the response must find it in the stats
         if action == "reset":
             self._stats.record(service, method, template, 0, 0, fault_name)
