@@ -177,16 +177,16 @@ def test_github_rate_limit_and_permission_faults():
 
 
 def test_github_deep_pages_422_and_latency():
-    srv = serve(github_max_page=1, latency_ms=150, latency_route="/deployments")
+    srv = serve(github_max_page=1, latency_ms=1000, latency_route="/deployments")
     try:
         t0 = time.monotonic()
         assert gh(srv, "/repos/acme/payments-api/deployments", params={"per_page": 1}).status_code == 200
-        assert time.monotonic() - t0 >= 0.15
+        assert time.monotonic() - t0 >= 1.0
         r = gh(srv, "/repos/acme/payments-api/deployments", params={"per_page": 1, "page": 2})
         assert r.status_code == 422 and "pagination is limited" in r.json()["message"]
         t0 = time.monotonic()
         assert gh(srv, "/repos/acme/payments-api").status_code == 200
-        assert time.monotonic() - t0 < 0.15
+        assert time.monotonic() - t0 < 1.0  # the latency applies to its route only
     finally:
         srv.stop()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from collections import Counter
 from datetime import date
 
@@ -25,11 +24,8 @@ def test_same_seed_gives_identical_organisation_and_other_seed_differs():
     assert [i.id for i in c.incidents] != [i.id for i in a.incidents]
 
 
-def test_default_size_and_speed():
-    t0 = time.perf_counter()
+def test_default_size():
     org = generate_organisation(3, GeneratorConfig(end=END))
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0
     assert 4000 <= len(org.incidents) <= 6500
     assert 30_000 <= sum(len(i.log_entries) for i in org.incidents) <= 55_000
     assert len(org.teams) == 10 and len(org.services) == 30
