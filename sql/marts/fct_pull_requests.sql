@@ -6,7 +6,7 @@
 -- merged_at: when it was merged (UTC)
 -- deployment_id: the first successful production deployment of the repo at or after the merge; null when none yet
 -- deployed_at: when that deployment succeeded (UTC)
--- team_key: the team owning the repo's service on the day of that deployment
+-- team_key: the team owning the repo's service on the day of that deployment; where that is unknown, of the next deployment whose team is known
 -- seconds_lead_time: merged_at to deployed_at, in seconds; null while not deployed
 with merged as (
     select * from staging.stg_github__pull_requests
