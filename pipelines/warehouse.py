@@ -97,8 +97,26 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
-    con.execute("set timezone = 'UTC'")
+    set_session(con)
     return con
+
+
+def set_session(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-connection settings every query here assumes (a cursor does not inherit them)."""
+    con.execute("set timezone = 'UTC'")
+
+
+def release_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty DuckDB's block cache, as closing the database would, without closing it: lowering the
+    memory limit evicts the cached blocks (a temporary table still open spills to disk), and
+    resetting it restores the default. Best effort: should DuckDB refuse the low limit, the cache
+    stays and the limit is restored all the same."""
+    try:
+        con.execute("set memory_limit = '1MB'")
+    except duckdb.Error:
+        pass
+    finally:
+        con.execute("reset memory_limit")
 
 
 # DuckDB caches every block it reads up to its memory limit (80 % of RAM by default): the staging,
