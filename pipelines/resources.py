@@ -115,16 +115,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     # Within a run, the warehouse held open for the run's steps (see connect); None until the first use.
     _run_database: Optional[duckdb.DuckDBPyConnection] = PrivateAttr(default=None)
-    _in_run: bool = PrivateAttr(default=False)
     _uses: int = PrivateAttr(default=0)  # connect() blocks open now (nested or other threads)
-    _lock: Optional[threading.Lock] = PrivateAttr(default=None)
+    _lock: Optional[threading.Lock] = PrivateAttr(default=None)  # set while in a run
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._lock = threading.Lock()
-        self._in_run = True
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self._in_run = False
+        self._lock = None
         database, self._run_database = self._run_database, None
         if database is not None:
             database.close()
@@ -145,14 +143,15 @@ class WarehouseResource(dg.ConfigurableResource):
         Why: opening the large benchmark warehouse (3.4 GB) and closing it again cost every step
         50-100 ms, more after writing a big table (the close checkpoints it), and the nightly run
         has about 30 steps. Outside a run (tests, scripts) each use opens and closes the file."""
-        if not self._in_run:
+        lock = self._lock
+        if lock is None:  # not in a run
             con = self._open()
             try:
                 yield con
             finally:
                 con.close()
             return
-        with self._lock:
+        with lock:
             if self._run_database is None:
                 self._run_database = self._open()
             database = self._run_database
@@ -163,7 +162,7 @@ class WarehouseResource(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
-            with self._lock:
+            with lock:
                 self._uses -= 1
                 if self._uses == 0:
                     wh.release_cache(database)

@@ -107,16 +107,15 @@ def set_session(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def release_cache(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty DuckDB's block cache, as closing the database would, without closing it: lowering the
-    memory limit evicts the cached blocks (a temporary table still open spills to disk), and
-    resetting it restores the default. Best effort: should DuckDB refuse the low limit, the cache
-    stays and the limit is restored all the same."""
+    """Empty DuckDB's block cache, as closing the database would, without closing it: a moment
+    under a tiny memory limit evicts the cached blocks (a temporary table still open spills to
+    disk), then the limit is restored (:func:`memory_limit`). Best effort: should DuckDB refuse the
+    tiny limit, the cache stays and the limit is the default."""
     try:
-        con.execute("set memory_limit = '1MB'")
+        with memory_limit(con, "1MB"):
+            pass
     except duckdb.Error:
         pass
-    finally:
-        con.execute("reset memory_limit")
 
 
 # DuckDB caches every block it reads up to its memory limit (80 % of RAM by default): the staging,
