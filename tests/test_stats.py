@@ -570,6 +570,84 @@ def test_sorted_median_and_quantiles_are_numpys_bit_for_bit():
     assert checked == 24_000
 
 
+def test_mean_and_std_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(15)
+    for trial in range(2000):
+        n = int(rng.integers(2, 40)) if trial % 3 else int(rng.integers(40, 5000))
+        x = [rng.lognormal(8, 2, n), np.log(rng.exponential(3600, n) + 1), np.full(n, 7.25), rng.random(n)][trial % 4]
+        m = S._mean(x)
+        assert m == float(x.mean())
+        assert S._std_ddof1(x, m) == float(x.std(ddof=1))
+
+
+def _equal(a, b) -> bool:
+    """Equal as numbers, NaN equal to NaN (and to None, as a missing p90 is None)."""
+    if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
+        return (a is None or (isinstance(a, float) and math.isnan(a))) and \
+               (b is None or (isinstance(b, float) and math.isnan(b)))
+    return a == b
+
+
+def test_period_summaries_are_each_periods_own_statistics_bit_for_bit():
+    """Every row of period_summaries (computed for all periods at once) holds what
+    summarize_durations and the per-column statistics give that period's incidents alone: months
+    with a Kaplan-Meier median (open incidents), acknowledgements and after-hours flags missing in
+    places, handoffs of whole numbers and not."""
+    rng = np.random.default_rng(16)
+    inc, ad = _panel(rng, noise=0.6, n_teams=6, per_month=9)
+    n = len(inc)
+    inc["acknowledged_at"] = inc["created_at"] + pd.to_timedelta(rng.exponential(300, n).round(), unit="s")
+    inc.loc[rng.random(n) < 0.2, "acknowledged_at"] = pd.NaT
+    inc["after_hours"] = pd.array(rng.random(n) < 0.3, dtype="boolean")
+    inc.loc[rng.random(n) < 0.1, "after_hours"] = pd.NA
+    as_of = pd.Timestamp("2024-11-20", tz=UTC)
+    # open at as_of: a few in every month of the last year, so some months pass the 1 % share
+    late = (inc["created_at"] > pd.Timestamp("2023-12-01", tz=UTC)).to_numpy() & (rng.random(n) < 0.08)
+    inc.loc[late, "resolved_at"] = pd.NaT
+    for handoffs in (rng.integers(0, 4, n).astype(float), rng.random(n) * 3):
+        inc["handoffs"] = handoffs
+        prep, _ = S.prepare_incidents(inc, as_of)
+        out = S.period_summaries(inc, ad, as_of=as_of, prepared=(prep, as_of))
+        # each period's incidents in creation order (sums depend on the order in the last bit)
+        prep = prep.sort_values(["team", "created_ns"], kind="mergesort")
+        assert set(out["median_method"]) == {"order_statistic", "kaplan_meier"}
+        assert {"month", "before", "after"} == set(out["period_kind"])
+        created = prep["created_ns"].to_numpy()
+        for row in out.to_dict("records"):
+            sel = ((prep["team"] == row["team"]).to_numpy()
+                   & (created >= row["period_start"].value) & (created < row["period_end"].value))
+            expected = S.summarize_durations(prep["ttr_s"].to_numpy()[sel], censored=prep["ttr_censored"].to_numpy()[sel])
+            tta = prep["tta_s"].to_numpy()[sel]
+            tta = tta[np.isfinite(tta)]
+            ah = prep["after_hours"].to_numpy()[sel]
+            ah = ah[np.isfinite(ah)]
+            share, share_lo, share_hi = S.wilson_ci(int(ah.sum()), len(ah))
+            expected.update(median_tta_s=float(np.median(tta)) if len(tta) else float("nan"), n_acknowledged=len(tta),
+                            after_hours_share=share, after_hours_share_ci_low=share_lo,
+                            after_hours_share_ci_high=share_hi,
+                            handoffs_per_incident=float(prep["handoffs"].to_numpy()[sel].mean()))
+            for key, value in expected.items():
+                assert _equal(row[key], value), (row["team"], row["period_kind"], row["period_start"], key, row[key], value)
+
+
+def test_period_summaries_leave_out_a_duration_that_is_not_a_number():
+    inc, ad = _panel(np.random.default_rng(17), n_teams=2)
+    as_of = pd.Timestamp("2025-01-10", tz=UTC)
+    prep, _ = S.prepare_incidents(inc, as_of)
+    prep.loc[40, "ttr_s"] = np.nan
+    team, created = prep.loc[40, "team"], prep.loc[40, "created_ns"]
+    out = S.period_summaries(inc, ad, as_of=as_of, prepared=(prep, as_of))
+    month = out[(out["team"] == team) & (out["period_kind"] == "month")
+                & (out["period_start"].map(lambda t: t.value) <= created)
+                & (out["period_end"].map(lambda t: t.value) > created)].iloc[0]
+    sel = ((prep["team"] == team) & (prep["created_ns"] >= month["period_start"].value)
+           & (prep["created_ns"] < month["period_end"].value)).to_numpy()
+    assert sel.sum() == 6 and month["n"] == 5  # the incident counts in the rate, not in the durations
+    assert month["exposure_days"] == (month["period_end"] - month["period_start"]).days
+    assert month["incident_rate_per_30d"] == pytest.approx(6 * 30 / month["exposure_days"])
+    assert month["median_s"] == float(np.median(prep.loc[sel, "ttr_s"].dropna()))
+
+
 def test_binomial_fast_paths_are_scipys_bit_for_bit():
     rng = np.random.default_rng(12)
     for trial in range(1500):
