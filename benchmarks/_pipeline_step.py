@@ -1,10 +1,11 @@
 """One pipeline step of the benchmark, in its own process (so its peak RSS is its own).
 
-    python benchmarks/_pipeline_step.py ingest|marts CONFIG.json OUT.json
+    python benchmarks/_pipeline_step.py ingest|staging|marts|build CONFIG.json OUT.json
 
-``ingest`` materializes the raw assets (the API syncs); ``marts`` the staging and marts assets
-(SQL marts and the statistics) on the warehouse as it is: the first time in full, later (after a
-night's ingest) incrementally for the staging tables typed from raw JSON (``build_state``). Writes
+``ingest`` materializes the raw assets (the API syncs); ``staging`` the staging assets (typing the
+raw JSON: the first time in full, later only the raw rows written since, ``build_state``);
+``marts`` the marts assets (the SQL marts and the statistics) on the staging tables as they are;
+``build`` both, staging then marts, in one run as the nightly job does. Writes
 the wall time of the materialization (from the call to its end: the process start-up, imports and
 the Dagster instance, is in ``process_seconds``), Dagster step durations, asset metadata, CPU
 seconds and the peak RSS to OUT.json.
@@ -42,7 +43,7 @@ def main() -> int:
     from pipelines.definitions import all_assets
     from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
-    schemas = {"ingest": {"raw"}, "marts": {"staging", "marts"}}[mode]
+    schemas = {"ingest": {"raw"}, "staging": {"staging"}, "marts": {"marts"}, "build": {"staging", "marts"}}[mode]
     keys = [k for a in all_assets for k in a.keys if k.path[0] in schemas]
     # The Dagster instance is process start-up, as the imports are: creating the first one imports
     # Dagster's storage modules (about 0.65 s here). A deployment's run worker pays it once when it

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/seed_warehouse.py --size large --out /tmp/large_wh --night 1
 
 writes ``OUT/data/warehouse.duckdb``, ``OUT/ownership.yaml`` and ``OUT/cfg.json`` (the config
-``benchmarks/_pipeline_step.py marts OUT/cfg.json OUT/marts.json`` reads), so the staging, marts
+``benchmarks/_pipeline_step.py build OUT/cfg.json OUT/build.json`` reads), so the staging, marts
 and statistics steps can be profiled on the large organisation without an emulator (about 9
 minutes and 8 GB for the large size; its backfill through the emulator takes about 13 minutes and
 the emulator holds 2.3 GB). ``--night 1``
