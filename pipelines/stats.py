@@ -288,9 +288,9 @@ def summarize_durations(seconds, *, censored=None, threshold_seconds: float = 4 
 def _summary(x: np.ndarray, cens: np.ndarray, *, n_cens: int, logs: np.ndarray, n_over: int, n_known: int,
              min_n_p90: int = MIN_N_P90, confidence: float = 0.95) -> dict:
     """``summarize_durations`` of finite durations ``x`` (censored where ``cens``) from the pieces
-    it derives: ``logs`` = ``_log_seconds(x)``; ``n_over`` and ``n_known``, the incidents over the
-    threshold among those whose outcome is known, and those. ``period_summaries`` derives them for
-    thousands of groups at once."""
+    it derives: ``logs`` = ``_log_seconds(x)``; ``n_known``, the incidents whose outcome against
+    the threshold is known; ``n_over``, those of them over it. ``period_summaries`` derives the
+    pieces for thousands of groups at once."""
     n = int(len(x))
     nan = float("nan")
     out = {
@@ -1010,10 +1010,11 @@ def period_summaries(incidents: pd.DataFrame, adoptions: pd.DataFrame | None = N
         lo_i, hi_i = tbounds.get(team, (0, 0))
         c = c_all[lo_i:hi_i]
         b0, b1, a0, a1 = _window_ns(_ns(a), "transition_excluded", before_days, after_days, transition_days)
-        periods.append((team, "before", max(b0, ds_ns), b1,
-                        int(lo_i + np.searchsorted(c, max(b0, ds_ns))), int(lo_i + np.searchsorted(c, b1))))
-        periods.append((team, "after", a0, min(a1, as_of_ns),
-                        int(lo_i + np.searchsorted(c, a0)), int(lo_i + np.searchsorted(c, min(a1, as_of_ns)))))
+        for kind, start, end in (("before", max(b0, ds_ns), b1), ("after", a0, min(a1, as_of_ns))):
+            # A window can end before it starts (adopted less than the transition before as_of, or
+            # before data_start): it holds no rows, i1 = i0.
+            i0 = int(lo_i + np.searchsorted(c, start))
+            periods.append((team, kind, start, end, i0, max(i0, int(lo_i + np.searchsorted(c, end)))))
     rows = _describe_periods(arrays, periods, as_of_ns=as_of_ns, ds_ns=ds_ns, threshold_seconds=threshold_seconds,
                              confidence=confidence)
     out = pd.DataFrame(rows)
@@ -1023,7 +1024,7 @@ def period_summaries(incidents: pd.DataFrame, adoptions: pd.DataFrame | None = N
     return out
 
 
-def _prefix_counts(values: np.ndarray) -> np.ndarray:
+def _running_totals(values: np.ndarray) -> np.ndarray:
     """Running totals with a leading 0: the sum over rows [i0, i1) is ``p[i1] - p[i0]``."""
     return np.concatenate([[0], np.cumsum(values)])
 
@@ -1045,24 +1046,28 @@ def _describe_periods(arrays: dict[str, np.ndarray], periods: list[tuple], *, as
     finite = np.isfinite(ttr)
     over = ttr > threshold_seconds
     known = ~cens | over
-    n_finite = _prefix_counts(finite)
-    n_cens = _prefix_counts(cens & finite)
-    n_known = _prefix_counts(known & finite)
-    n_over = _prefix_counts(over & known & finite)
+    # (a period with a duration that is not finite takes the general path: the "& finite" only
+    # keeps these totals meaningful for the others)
+    n_finite = _running_totals(finite)
+    n_cens = _running_totals(cens & finite)
+    n_known = _running_totals(known & finite)
+    n_over = _running_totals(over & known & finite)
     logs = _log_seconds(ttr)
     if "tta_s" in arrays:
         tta = np.where(np.isfinite(arrays["tta_s"]), arrays["tta_s"], np.nan)
-        n_tta = _prefix_counts(np.isfinite(tta))
+        n_tta = _running_totals(np.isfinite(tta))
     if "after_hours" in arrays:
         ah = arrays["after_hours"].astype(float)
         ah_ok = np.isfinite(ah)
-        n_ah, n_ah_true = _prefix_counts(ah_ok), _prefix_counts(np.where(ah_ok, ah, 0.0))
+        n_ah, n_ah_true = _running_totals(ah_ok), _running_totals(np.where(ah_ok, ah, 0.0))
     if "handoffs" in arrays:
         handoffs = arrays["handoffs"].astype(float)
         h_ok = np.isfinite(handoffs)
-        # whole numbers add up exactly in any order: the running totals give np.mean's result
-        h_whole = bool(np.all(handoffs[h_ok] == np.round(handoffs[h_ok])))
-        n_h, sum_h = _prefix_counts(h_ok), _prefix_counts(np.where(h_ok, handoffs, 0.0))
+        # whole numbers (totals below 2**53) add up exactly in any order: the running totals give
+        # np.mean's result
+        h_whole = bool(np.all(handoffs[h_ok] == np.round(handoffs[h_ok]))
+                       and np.abs(handoffs[h_ok]).sum() < 2.0**53)
+        n_h, sum_h = _running_totals(h_ok), _running_totals(np.where(h_ok, handoffs, 0.0))
 
     rows = []
     for team, kind, start_ns, end_ns, i0, i1 in periods:

@@ -604,7 +604,9 @@ def test_period_summaries_are_each_periods_own_statistics_bit_for_bit():
     # open at as_of: a few in every month of the last year, so some months pass the 1 % share
     late = (inc["created_at"] > pd.Timestamp("2023-12-01", tz=UTC)).to_numpy() & (rng.random(n) < 0.08)
     inc.loc[late, "resolved_at"] = pd.NaT
-    for handoffs in (rng.integers(0, 4, n).astype(float), rng.random(n) * 3):
+    fractional = rng.random(n) * 3
+    fractional[rng.random(n) < 0.1] = np.nan  # unknown: left out of the mean's numerator and denominator
+    for handoffs in (rng.integers(0, 4, n).astype(float), fractional):
         inc["handoffs"] = handoffs
         prep, _ = S.prepare_incidents(inc, as_of)
         out = S.period_summaries(inc, ad, as_of=as_of, prepared=(prep, as_of))
@@ -621,13 +623,41 @@ def test_period_summaries_are_each_periods_own_statistics_bit_for_bit():
             tta = tta[np.isfinite(tta)]
             ah = prep["after_hours"].to_numpy()[sel]
             ah = ah[np.isfinite(ah)]
+            h = prep["handoffs"].to_numpy()[sel]
             share, share_lo, share_hi = S.wilson_ci(int(ah.sum()), len(ah))
             expected.update(median_tta_s=float(np.median(tta)) if len(tta) else float("nan"), n_acknowledged=len(tta),
                             after_hours_share=share, after_hours_share_ci_low=share_lo,
                             after_hours_share_ci_high=share_hi,
-                            handoffs_per_incident=float(prep["handoffs"].to_numpy()[sel].mean()))
+                            handoffs_per_incident=float(h[np.isfinite(h)].mean()))
             for key, value in expected.items():
                 assert _equal(row[key], value), (row["team"], row["period_kind"], row["period_start"], key, row[key], value)
+
+
+def test_period_summaries_windows_that_end_before_they_start_are_empty():
+    """An after window starts a transition (30 days) after adoption: adopted 12 days before as_of,
+    it ends (at as_of) before it starts, and holds nothing even with an incident created at as_of.
+    A before window ends before an explicit data_start likewise."""
+    as_of = pd.Timestamp("2025-03-01", tz=UTC)
+    created = [as_of - pd.Timedelta(days=d) for d in (60, 40, 20, 5)] + [as_of]
+    inc = pd.DataFrame({"team": "a", "incident_id": [f"i{k}" for k in range(5)], "created_at": created,
+                        "resolved_at": [c + pd.Timedelta(hours=1) for c in created[:4]] + [pd.NaT],
+                        "acknowledged_at": [c + pd.Timedelta(minutes=2) for c in created],
+                        "after_hours": [True, False, True, False, True], "handoffs": [1.0, 0, 2, 1, 0]})
+    ad = pd.DataFrame({"team": ["a"], "adopted_on": [(as_of - pd.Timedelta(days=12)).date()]})
+    out = S.period_summaries(inc, ad, as_of=as_of).set_index("period_kind")
+    after = out.loc["after"]
+    assert after["period_end"] < after["period_start"]
+    assert (after["n"], after["n_censored"], after["n_acknowledged"], after["share_over_4h_n"]) == (0, 0, 0, 0)
+    assert math.isnan(after["median_s"]) and math.isnan(after["handoffs_per_incident"])
+    assert math.isnan(after["median_tta_s"]) and math.isnan(after["after_hours_share"])
+    assert math.isnan(after["incident_rate_per_30d"])  # no exposure
+    # the before window [adopted - 210 d, adopted - 30 d), from the data's start: the incident 60 days
+    # before as_of (40 days before is in the transition window)
+    assert out.loc["before", "n"] == 1
+    # data_start after the before window's end: that window is empty too
+    late = S.period_summaries(inc, ad, as_of=as_of, data_start=as_of - pd.Timedelta(days=30)).set_index("period_kind")
+    assert late.loc["before", "n"] == 0 and late.loc["before", "exposure_days"] == 0.0
+    assert late.loc["after", "n"] == 0
 
 
 def test_period_summaries_leave_out_a_duration_that_is_not_a_number():
