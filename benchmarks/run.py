@@ -176,7 +176,7 @@ def bench_size(size: Size, args, work: Path) -> dict:
               flush=True)
 
         # 1b. the first build of staging, marts and statistics on the backfilled warehouse
-        out["marts_first"] = marts_step(work, "marts_first", args.marts_repeats or size.build_repeats)
+        out["marts_first"] = build_step(work, "marts_first", args.marts_repeats or size.build_repeats)
         print(f"[{size.name}] build (first): {json.dumps(out['marts_first'].get('runs'))}", flush=True)
 
         # 2. incremental nights: the clock moves a day, then a week (the generator made that data
@@ -203,7 +203,7 @@ def bench_size(size: Size, args, work: Path) -> dict:
 
         # 3. marts and statistics alone on the warehouse, after the nights (staging re-parses only
         # what the nights changed: the nightly cost)
-        out["marts"] = marts_step(work, "marts", args.marts_repeats or size.build_repeats)
+        out["marts"] = build_step(work, "marts", args.marts_repeats or size.build_repeats)
         print(f"[{size.name}] build (night): {json.dumps(out['marts'].get('runs'))}", flush=True)
 
         # 4. the same extraction the usual ways, on a slice of history
@@ -214,7 +214,7 @@ def bench_size(size: Size, args, work: Path) -> dict:
     return out
 
 
-def marts_step(work: Path, name: str, repeats: int = 1) -> dict:
+def build_step(work: Path, name: str, repeats: int = 1) -> dict:
     """The build after the raw tables changed, ``repeats`` times from the same state: staging (typing
     the raw rows) in one process, then the marts SQL and the statistics in another, so that each
     phase has its own wall time and peak RSS; "marts + statistics" is the second alone, as the
@@ -244,7 +244,8 @@ def marts_step(work: Path, name: str, repeats: int = 1) -> dict:
     shutil.rmtree(trial, ignore_errors=True)
     failed = [r for run in runs for r in run.values() if not r.get("success")]
     if failed:
-        return {"success": False, "errors": failed[0].get("errors") or failed[0].get("error"), "runs": []}
+        return {"success": False, "runs": [],
+                "errors": failed[0].get("errors") or failed[0].get("error") or "failed without a message"}
 
     def median_run(phase: str) -> dict:
         return sorted((run[phase] for run in runs), key=lambda r: r["wall_seconds"])[(len(runs) - 1) // 2]
@@ -259,7 +260,9 @@ def marts_step(work: Path, name: str, repeats: int = 1) -> dict:
                   "maxrss_mb": max(run["marts"]["maxrss_mb"] for run in runs),
                   "marts_sql_seconds": marts_sql, "statistics_seconds": statistics, "steps": marts["steps"]},
         "runs": [{"staging_wall_seconds": run["staging"]["wall_seconds"], "marts_wall_seconds": run["marts"]["wall_seconds"],
-                  "marts_cpu_seconds": run["marts"]["cpu_seconds"]} for run in runs],
+                  "marts_cpu_seconds": run["marts"]["cpu_seconds"],
+                  "staging_process_seconds": run["staging"]["process_seconds"],
+                  "marts_process_seconds": run["marts"]["process_seconds"]} for run in runs],
     }
 
 
@@ -370,10 +373,14 @@ def render(run: dict) -> str:
         "emulator's own CPU time (rendering JSON for each page).",
         "- each step runs in its own process; peak RSS is that process's own VmHWM.",
     ]
-    if any("runs" in r.get("marts", {}) for r in results):
-        lines.append("- each build (staging, then marts + statistics, in two processes) runs 1-3 times from the same "
-                     "state (on copies of the warehouse; see the runs row): the table shows each phase's run with the "
-                     "median wall time and the highest peak RSS.")
+    repeats = sorted({len(r[key]["runs"]) for r in results for key in ("marts_first", "marts")
+                      if isinstance(r.get(key), dict) and r[key].get("runs")})
+    if repeats:
+        times = " or ".join("once" if n == 1 else f"{n} times" for n in repeats)
+        lines.append(f"- each build (staging, then marts + statistics, in two processes) runs {times} from the same "
+                     "state, all runs but the last on a copy of the warehouse (see the runs rows): the table shows each "
+                     "phase's run with the median wall time and the highest peak RSS. Wall times leave out the process "
+                     "start-up (imports and the Dagster instance, 3-4 s).")
     lines.append("")
     lines += ["## Results", "",
               "| | " + " | ".join(r["size"] for r in results) + " |",
