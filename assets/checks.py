@@ -55,7 +55,7 @@ def gx_checks(spec: quality.TableQuality) -> dg.AssetChecksDefinition:
     """``gx_blocking`` (and ``gx_warnings`` where the table has softer rules) on one staging table,
     computed in one step with one validation run."""
     key = dg.AssetKey(["staging", spec.table])
-    deps = [dg.AssetKey(["staging", t]) for t in spec.reads]
+    deps = [dg.AssetKey([schema, table]) for schema, table in spec.reads]
     specs = [dg.AssetCheckSpec("gx_blocking", asset=key, blocking=True, additional_deps=deps,
                                description=f"{BLOCKING_INTRO}\n\n{_rule_list(spec, quality.BLOCKING)}")]
     if spec.rules_of(quality.WARNING):

@@ -12,6 +12,10 @@ TABLES = {
     "ownership_service_repos": "GitHub repos deploying each PagerDuty service.",
 }
 
+# Raw streams that do not read the ownership file still run after it: a bad file then stops the
+# run before it spends any API request (GitHub's streams read their repos from it anyway).
+VALIDATED_FIRST = [dg.AssetKey(["raw", t]) for t in TABLES]
+
 
 @dg.multi_asset(
     specs=[dg.AssetSpec(["raw", t], group_name="raw", kinds={"python", "duckdb"}, description=d)

@@ -272,18 +272,12 @@ def backfill_github_pull_requests(con, client, repos: list[str], rng: BackfillRa
 
 # ------------------------------------------------------------------------------------- Dagster job
 
-# The raw assets a backfill re-reads (everything downstream of them is rebuilt too).
-RANGED_ASSET_KEYS = (
-    ("raw", "pagerduty_incidents"),
-    ("raw", "pagerduty_log_entries"),
-    ("raw", "github_deployments"),
-    ("raw", "github_deployment_statuses"),
-    ("raw", "github_pull_requests"),
-)
-
-
-def build_backfill_job(ranged_assets: list[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    """The ``backfill`` job: the ranged raw assets in backfill mode, then everything downstream.
+def build_backfill_job(ranged_assets: list[dg.AssetsDefinition],
+                       selection: dg.AssetSelection) -> dg.UnresolvedAssetJobDefinition:
+    """The ``backfill`` job: ``selection`` (the assets it runs), of which ``ranged_assets`` run in
+    backfill mode; the others run as they do every night (the ownership file and the directory
+    streams are read in full), so that a backfill into a warehouse that has never had a run builds
+    all that the staging tables, the marts and their checks read.
 
     Run config (the whole of it)::
 
@@ -299,6 +293,7 @@ def build_backfill_job(ranged_assets: list[dg.AssetsDefinition]) -> dg.Unresolve
         "window_days": dg.Field(int, default_value=7, description="days per progress window"),
         "echo_progress": dg.Field(bool, default_value=False, description="also print progress lines on stdout"),
         "log_level": dg.Field(str, default_value="INFO", description="console log level"),
+        "log_file": dg.Field(dg.Noneable(str), default_value=None, description="also log everything to this file"),
     })
     def _config(values: dict) -> dict:
         BackfillRange.parse(values["since"], values.get("until"), now=datetime.now(UTC),
@@ -308,14 +303,15 @@ def build_backfill_job(ranged_assets: list[dg.AssetsDefinition]) -> dg.Unresolve
         if values.get("until"):
             op_config["backfill_until"] = values["until"]
         return {"ops": {name: {"config": op_config} for name in op_names},
-                "loggers": {"console": {"config": {"log_level": values["log_level"]}}}}
+                "loggers": {"console": {"config": {"log_level": values["log_level"]}},
+                            "file": {"config": {"path": values["log_file"]}}}}
 
     return dg.define_asset_job(
         "backfill",
-        selection=dg.AssetSelection.assets(*[dg.AssetKey(list(k)) for k in RANGED_ASSET_KEYS]).downstream(),
+        selection=selection,
         executor_def=dg.in_process_executor,
         config=_config,
         description="Re-read a historical range of PagerDuty incidents and log entries, GitHub deployments and "
-                    "pull requests (run config: since, until), then rebuild staging, marts, report and snapshot. "
-                    "Bookmarks are not moved.",
+                    "pull requests (run config: since, until), with the ownership file, PagerDuty teams and services "
+                    "as every run reads them, then rebuild staging, marts, report and snapshot. Bookmarks are not moved.",
     )

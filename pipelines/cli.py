@@ -3,6 +3,7 @@
     incident-metrics demo       the whole nightly job against the bundled emulator, then where the results are
     incident-metrics run        the nightly job, in-process, configured from the environment
     incident-metrics backfill   re-read a historical range (--since DATE [--until DATE]), then rebuild
+    incident-metrics rebuild    rebuild staging, marts, report and snapshot from raw, without any API call
     incident-metrics report     re-render the report from the warehouse, without syncing
     incident-metrics emulator   serve the synthetic PagerDuty + GitHub organisation on 127.0.0.1
     incident-metrics compare    the before/after statistics on any incident table (CSV or Parquet)
@@ -24,58 +25,69 @@ DEMO_PAGERDUTY_TOKEN = "pd-demo-token"
 DEMO_GITHUB_TOKEN = "gh-demo-token"
 
 
-def _print_step_failures(result) -> None:
-    """One line per failed step, with the innermost cause: that is where our message is
-    (ApiError, OwnershipError, ...), not in Dagster's wrapping."""
-    if result.success:
-        return
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err.cause is not None:
-                err = err.cause
-            print(f"error in {event.step_key}: {err.message.strip()}", file=sys.stderr)
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def log_file_for(command: str) -> Path:
+    """Where a CLI run's whole log goes: ``<data dir>/logs/<command>-<UTC time>.log``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return config.DataPaths.from_env().root / "logs" / f"{command}-{stamp}.log"
+
+
+def _loggers(console_level: str, log_file: Path) -> dict:
+    return {"console": {"config": {"log_level": console_level}}, "file": {"config": {"path": str(log_file)}}}
+
+
+def _execute(job_name: str, run_config: dict, log_file: Path, *, raise_on_error: bool, on_failure: str) -> bool:
+    """Run a job of the code location in this process. On failure, stderr says why: one line for
+    a problem the user can fix (pipelines/errors.py); otherwise a line per failed step, where the
+    stack traces are (``log_file``) and ``on_failure``."""
+    from pipelines.definitions import defs
+    from pipelines.errors import failure_lines, step_failures
+
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=_instance(), raise_on_error=raise_on_error, run_config=run_config)
+    if not result.success:
+        lines = failure_lines(step_failures(result), str(log_file))
+        if not lines or lines[-1].startswith("stack traces:"):
+            lines.append(on_failure)
+        print("\n".join(lines), file=sys.stderr)
+    return result.success
 
 
 def run_nightly(*, raise_on_error: bool = False) -> bool:
     """Run the nightly job in this process with the configuration in the environment."""
-    import dagster as dg
+    log_file = log_file_for("run")
+    # progress lines (context.log.info) on the terminal, not every engine event
+    return _execute("nightly", {"loggers": _loggers("INFO", log_file)}, log_file, raise_on_error=raise_on_error,
+                    on_failure="nightly run failed; the warehouse keeps the last complete state")
 
-    from pipelines.definitions import defs
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("nightly").execute_in_process(
-        instance=instance,
-        raise_on_error=raise_on_error,
-        # progress lines (context.log.info) on the terminal, not every engine event
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
-    _print_step_failures(result)
-    return result.success
+def run_rebuild(*, raise_on_error: bool = False) -> bool:
+    """Run the ``rebuild`` job: staging, marts, report and snapshot from raw, no API call."""
+    log_file = log_file_for("rebuild")
+    return _execute("rebuild", {"loggers": _loggers("INFO", log_file)}, log_file, raise_on_error=raise_on_error,
+                    on_failure="rebuild failed; the warehouse keeps the last complete state")
 
 
 def run_backfill(since: str, until: str | None = None, *, window_days: int = 7, echo_progress: bool = True,
                  raise_on_error: bool = False) -> bool:
     """Run the ``backfill`` job in this process: re-read [since, until) and rebuild downstream."""
-    import dagster as dg
-
-    from pipelines.definitions import defs
-
+    log_file = log_file_for("backfill")
     run_config: dict = {"since": since, "window_days": window_days, "echo_progress": echo_progress,
                         # the progress lines are printed plainly; the console log only shows problems
-                        "log_level": "WARNING" if echo_progress else "INFO"}
+                        "log_level": "WARNING" if echo_progress else "INFO", "log_file": str(log_file)}
     if until:
         run_config["until"] = until
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("backfill").execute_in_process(
-        instance=instance, raise_on_error=raise_on_error, run_config=run_config)
-    _print_step_failures(result)
-    return result.success
+    return _execute("backfill", run_config, log_file, raise_on_error=raise_on_error,
+                    on_failure="backfill failed; finished windows are kept, run it again to complete")
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from pipelines.backfill import BackfillRange
-    from datetime import datetime, timezone
 
     try:
         rng = BackfillRange.parse(args.since, args.until, now=datetime.now(timezone.utc), window_days=args.window_days)
@@ -85,14 +97,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(f"backfill {rng.since:%Y-%m-%d %H:%M} to {rng.until:%Y-%m-%d %H:%M} UTC, "
           f"{len(rng.windows())} windows of {args.window_days} days", flush=True)
-    ok = run_backfill(args.since, args.until, window_days=args.window_days)
-    if not ok:
-        print("backfill failed; finished windows are kept, run it again to complete", file=sys.stderr)
-        return 1
-    paths = config.DataPaths.from_env()
-    print(f"backfill finished in {time.monotonic() - started:.1f} s (bookmarks unchanged)")
-    print(f"warehouse: {paths.warehouse}")
-    print(f"analyst snapshot: {paths.analytics}")
+    ok = _guarded(lambda: run_backfill(args.since, args.until, window_days=args.window_days))
+    if ok is not True:
+        return ok or 1
+    _print_results(started, "backfill (bookmarks unchanged)")
     return 0
 
 
@@ -104,39 +112,61 @@ def _missing_setting(exc: Exception) -> str | None:
     return match.group(1) if match else None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _guarded(run) -> int | bool:
+    """``run()``; a setting that is not set is the user's to fix: one line, exit code 2."""
     import dagster as dg
 
-    started = time.monotonic()
     try:
-        ok = run_nightly()
+        return run()
     except dg.DagsterInvalidConfigError as exc:
         name = _missing_setting(exc)
         if name is None:
             raise
         print(f"error: {name} is not set; nothing was run (see .env.example for every setting)", file=sys.stderr)
         return 2
+
+
+def _print_results(started: float, what: str) -> None:
     paths = config.DataPaths.from_env()
-    if not ok:
-        print("nightly run failed; the warehouse keeps the last complete state", file=sys.stderr)
-        return 1
-    print(f"nightly run finished in {time.monotonic() - started:.1f} s")
+    print(f"{what} finished in {time.monotonic() - started:.1f} s")
     print(f"warehouse: {paths.warehouse}")
     print(f"analyst snapshot: {paths.analytics}")
     print(f"report: {paths.reports / 'latest' / 'index.html'}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ok = _guarded(run_nightly)
+    if ok is not True:
+        return ok or 1
+    _print_results(started, "nightly run")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ok = _guarded(run_rebuild)
+    if ok is not True:
+        return ok or 1
+    _print_results(started, "rebuild (no API call)")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines import warehouse as wh
+    from pipelines.report.data import has_table
     from pipelines.report.render import last_pdf_status, write_report
 
     paths = config.DataPaths.from_env()
+    first = "run `incident-metrics run` (or `backfill`, or `rebuild`) first"
     if not paths.warehouse.exists():
-        print(f"no warehouse at {paths.warehouse}: run `incident-metrics run` first", file=sys.stderr)
+        print(f"error: no warehouse at {paths.warehouse}: {first}", file=sys.stderr)
         return 1
     con = wh.connect(paths.warehouse, read_only=True)  # reads the marts only: no sync, no writes
     try:
+        if not has_table(con, "marts", "fct_incidents"):  # a first run that failed early
+            print(f"error: the warehouse at {paths.warehouse} has no marts yet: {first}", file=sys.stderr)
+            return 1
         out = write_report(con, paths.reports)
     finally:
         con.close()
@@ -281,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--until", default=None, help="end, YYYY-MM-DD (UTC, exclusive); default now")
     backfill.add_argument("--window-days", type=int, default=7, help="days per window / progress line (default 7)")
     backfill.set_defaults(func=cmd_backfill)
+
+    rebuild = sub.add_parser("rebuild", help="rebuild staging, marts, report and snapshot from raw, no API call "
+                                             "(after an ownership file change, say)")
+    rebuild.set_defaults(func=cmd_rebuild)
 
     report = sub.add_parser("report", help="re-render the report from the warehouse without syncing")
     report.set_defaults(func=cmd_report)

@@ -14,6 +14,7 @@ import dagster as dg
 from assets import checks, ingest_github, ingest_pagerduty, metrics, ownership, reports, snapshot, warehouse
 from pipelines import config
 from pipelines.backfill import build_backfill_job
+from pipelines.logs import LOGGERS
 from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
 
@@ -60,7 +61,23 @@ all_assets = [
     snapshot.analytics_snapshot,
 ]
 
-# DuckDB allows one writer at a time: the nightly job runs its steps in one process, in order.
+# Raw assets that read an API. A backfill re-reads the ranged ones over its range; the directory
+# streams (teams, services) are read in full by every run that has them; the Analytics stream
+# reads on from its bookmark, which a backfill must not move, so it is nightly only.
+RANGED_ASSETS = [ingest_pagerduty.pagerduty_incidents, ingest_pagerduty.pagerduty_log_entries,
+                 ingest_github.github_deployments, ingest_github.github_pull_requests]
+NIGHTLY_ONLY_ASSETS = [ingest_pagerduty.pagerduty_analytics_incidents]
+API_ASSETS = [*RANGED_ASSETS, *NIGHTLY_ONLY_ASSETS,
+              ingest_pagerduty.pagerduty_teams, ingest_pagerduty.pagerduty_services]
+
+
+def _keys(assets: list[dg.AssetsDefinition]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*[key for a in assets for key in a.keys])
+
+
+# DuckDB allows one writer at a time: each job runs its steps in one process, in order. Every job
+# builds all that its tables and checks read (tests/test_jobs.py walks the graph to hold it so),
+# so each works on a warehouse that has never had a run.
 nightly_job = dg.define_asset_job(
     "nightly",
     selection=dg.AssetSelection.all(),
@@ -68,9 +85,16 @@ nightly_job = dg.define_asset_job(
     description="Sync PagerDuty and GitHub, rebuild staging and marts, write the report and the analyst snapshot.",
 )
 
-# Re-read a historical range (run config: since, until); see pipelines/backfill.py.
-backfill_job = build_backfill_job([ingest_pagerduty.pagerduty_incidents, ingest_pagerduty.pagerduty_log_entries,
-                                   ingest_github.github_deployments, ingest_github.github_pull_requests])
+# Re-read a historical range (run config: since, until), then rebuild; see pipelines/backfill.py.
+backfill_job = build_backfill_job(RANGED_ASSETS, selection=dg.AssetSelection.all() - _keys(NIGHTLY_ONLY_ASSETS))
+
+rebuild_job = dg.define_asset_job(
+    "rebuild",
+    selection=dg.AssetSelection.all() - _keys(API_ASSETS),
+    executor_def=dg.in_process_executor,
+    description="No API calls: reload the ownership file, rebuild staging, marts and statistics from what raw "
+                "holds, then write the report and the analyst snapshot (after an ownership change, say).",
+)
 
 nightly_schedule = dg.ScheduleDefinition(
     name="nightly_schedule",
@@ -84,7 +108,8 @@ nightly_schedule = dg.ScheduleDefinition(
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=checks.all_checks,  # data quality: docs/data-quality.md
-    jobs=[nightly_job, backfill_job],
+    jobs=[nightly_job, backfill_job, rebuild_job],
     schedules=[nightly_schedule],
     resources=build_resources(),
+    loggers=LOGGERS,  # progress on the terminal, stack traces to a file (pipelines/logs.py)
 )

@@ -18,14 +18,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
+from pipelines.errors import UserFacingError
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TEAM_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-class OwnershipError(ValueError):
-    """A problem in the ownership file; the message starts with ``file:line:``."""
+class OwnershipError(UserFacingError, ValueError):
+    """A problem in the ownership file; the message starts with ``file:line:`` and says what to fix."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipelines.records import DEPLOYMENT_STATES, EARLIEST_PLAUSIBLE, FUTURE_TOLERANCE, INCIDENT_STATUSES
+from pipelines.warehouse import table_references
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -89,9 +90,14 @@ class Rule:
 class TableQuality:
     table: str  # staging table
     id_column: str  # the id shown as an example of a failing row
-    frame_sql: str  # the rows to check: the table, plus columns joined from the staging tables in `reads`
+    frame_sql: str  # the rows to check: the table, plus columns joined from other tables
     rules: tuple[Rule, ...]
-    reads: tuple[str, ...] = ()  # other staging tables frame_sql reads
+
+    @property
+    def reads(self) -> list[tuple[str, str]]:
+        """The other tables ``frame_sql`` reads, found in its text (as the SQL assets find theirs):
+        the check's upstream assets besides its own table."""
+        return table_references(self.frame_sql, exclude=("staging", self.table))
 
     def rules_of(self, severity: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.severity == severity)
@@ -163,7 +169,6 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
             _is_true("service_in_ownership_file",
                      "the service is in the ownership file (else its incidents have no team)", WARNING),
         ),
-        reads=("stg_ownership__service_owners",),
     ),
     TableQuality(
         "stg_pagerduty__log_entries", "log_entry_id",
@@ -195,7 +200,6 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
             _in_set("entry_type", KNOWN_LOG_ENTRY_TYPES, WARNING,
                     "entry_type is a documented PagerDuty type (others are kept but not counted)"),
         ),
-        reads=("stg_pagerduty__incidents",),
     ),
     TableQuality(
         "stg_pagerduty__services", "service_id",
@@ -210,7 +214,6 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
             _is_true("service_in_ownership_file",
                      "every PagerDuty service is in the ownership file (else its incidents have no team)", WARNING),
         ),
-        reads=("stg_ownership__service_owners",),
     ),
     TableQuality(
         "stg_pagerduty__teams", "team_id",
@@ -276,7 +279,6 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
                      column_A="valid_to", column_B="valid_from", or_equal=False, ignore_row_if="either_value_is_missing")),
             _is_true("team_known", "the owning team is defined in the ownership file", BLOCKING),
         ),
-        reads=("stg_ownership__teams",),
     ),
     TableQuality(
         "stg_ownership__service_repos", "service_id",

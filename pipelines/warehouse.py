@@ -66,12 +66,18 @@ class SqlFile:
     @property
     def references(self) -> list[tuple[str, str]]:
         """Tables this file reads, in order of first mention (comments ignored)."""
-        body = "\n".join(line.split("--", 1)[0] for line in self.text.splitlines())
-        seen: list[tuple[str, str]] = []
-        for schema, table in _REF.findall(body):
-            if (schema, table) != (self.schema, self.table) and (schema, table) not in seen:
-                seen.append((schema, table))
-        return seen
+        return table_references(self.text, exclude=(self.schema, self.table))
+
+
+def table_references(sql: str, *, exclude: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    """The ``(schema, table)`` pairs a SQL text names, in order of first mention (comments ignored):
+    how the assets and checks find their upstream tables in their own SQL."""
+    body = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    seen: list[tuple[str, str]] = []
+    for schema, table in _REF.findall(body):
+        if (schema, table) != exclude and (schema, table) not in seen:
+            seen.append((schema, table))
+    return seen
 
 
 def sql_files(schema: str) -> list[SqlFile]:

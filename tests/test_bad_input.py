@@ -346,7 +346,7 @@ def test_an_unreachable_api_and_a_rejected_token_fail_clearly_and_leave_the_last
     proc = cli(["run"], _env(data, dirty["ownership"], PAGERDUTY_API_URL=f"http://127.0.0.1:{port}/pagerduty",
                              PAGERDUTY_API_TOKEN=PD_TOKEN, GITHUB_API_URL=dirty["srv"].github_url, GITHUB_TOKEN=wrong))
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error in ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error in ", "error: "))]
     assert any("PagerDuty GET /" in e and "connection error" in e and f"port={port}" in e for e in errors), errors
     assert any("GITHUB_TOKEN" in e and "401" in e for e in errors), errors
     assert "nightly run failed; the warehouse keeps the last complete state" in proc.stderr

@@ -32,6 +32,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
+from pipelines.errors import UserFacingError
+
 logger = logging.getLogger("incident_metrics.sources")
 
 _MAX_DETAIL_CHARS = 300
@@ -74,8 +76,9 @@ def _rebuild_error(cls, message, source, endpoint, status, request_id):
     return cls(message, source=source, endpoint=endpoint, status=status, request_id=request_id)
 
 
-class AuthError(ApiError):
-    """401, or a 403 that is a permission problem rather than a rate limit. Never retried."""
+class AuthError(UserFacingError, ApiError):
+    """401, or a 403 that is a permission problem rather than a rate limit. Never retried; the
+    message names the environment variable to fix."""
 
 
 class RetryBudgetExceeded(ApiError):
