@@ -33,6 +33,15 @@ def test_default_size():
     assert all(i.created_at <= org.now for i in org.incidents)  # future_days=0: nothing after the clock
 
 
+def test_every_pull_request_is_opened_before_it_merges_whatever_the_end_date():
+    # The history start moves with the end date; a pull request merged before it once got a creation
+    # time clamped to after its merge, which the pipeline rightly quarantined (merged_before_created).
+    for day in range(1, 32, 3):
+        org = generate_organisation(7, GeneratorConfig(end=date(2026, 12, day), n_teams=3, months=2))
+        merged = [p for p in org.pulls if p.merged_at is not None]
+        assert merged and all(p.created_at <= p.merged_at for p in merged)
+
+
 def test_ground_truth_counts_match_the_organisation():
     org = generated_org()
     gt = json.loads(json.dumps(org.ground_truth))  # JSON-serialisable
