@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+SYSTEM := PYTHON=$(PYTHON) bash scripts/system-packages.sh
+
 .PHONY: demo test validate bench dagster clean venv docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 (python3.11 or python3) on PATH"; exit 1; }
+	@$(SYSTEM) venv
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -15,11 +18,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Chromium (PDF report, browser test) and a PostgreSQL server (production tests) come from the
+# system package manager: installed when missing and this user may, else one line says what to do.
 demo: $(STAMP)
+	@$(SYSTEM) chromium
 	$(BIN)/incident-metrics demo
 
+# Both cores (pytest-xdist); --dist loadfile keeps each file's module fixtures in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@$(SYSTEM) chromium postgresql
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 validate: $(STAMP)
 	$(BIN)/python -m pipelines.validation --replications 1000 --seed 20261126 --out docs/validation.md

@@ -19,6 +19,7 @@ import dagster as dg
 
 from pipelines import quality
 from pipelines import warehouse as wh
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import WarehouseResource
 
 
@@ -62,7 +63,7 @@ def gx_checks(spec: quality.TableQuality) -> dg.AssetChecksDefinition:
         specs.append(dg.AssetCheckSpec("gx_warnings", asset=key, additional_deps=deps,
                                        description=f"{WARNING_INTRO}\n\n{_rule_list(spec, quality.WARNING)}"))
 
-    @dg.multi_asset_check(specs=specs, name=f"{spec.table}_quality",
+    @dg.multi_asset_check(pool=WAREHOUSE_POOL, specs=specs, name=f"{spec.table}_quality",
                           description=f"Data-quality rules of staging.{spec.table} (pipelines/quality.py).")
     def _check(warehouse: WarehouseResource):
         settings = quality.Settings(now=datetime.now(timezone.utc),
@@ -89,7 +90,7 @@ RAW_STREAMS = {
 
 
 def rejected_records_check(table: str, source: str, stream: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
+    @dg.asset_check(pool=WAREHOUSE_POOL,
         asset=dg.AssetKey(["raw", table]),
         name="rejected_records",
         description=f"Records of {source} {stream} this run sent to quarantine.rejected_records instead of raw "

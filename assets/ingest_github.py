@@ -8,12 +8,13 @@ import dagster as dg
 from pipelines import backfill, ingest
 from pipelines import warehouse as wh
 from pipelines.backfill import BackfillConfig
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import GitHubResource, OwnershipResource, WarehouseResource
 
 KINDS = {"python", "duckdb"}
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(["raw", "github_deployments"], group_name="raw", kinds=KINDS,
                      description="GitHub deployments of the repos named in the ownership file, newest first "
@@ -47,7 +48,7 @@ def github_deployments(context: dg.AssetExecutionContext, config: BackfillConfig
             **statuses.metadata(), "dagster/row_count": wh.table_rows(con, "raw", "github_deployment_statuses")})
 
 
-@dg.asset(key=["raw", "github_pull_requests"], group_name="raw", kinds=KINDS)
+@dg.asset(pool=WAREHOUSE_POOL, key=["raw", "github_pull_requests"], group_name="raw", kinds=KINDS)
 def github_pull_requests(context: dg.AssetExecutionContext, config: BackfillConfig, github: GitHubResource,
                          ownership: OwnershipResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Closed pull requests of the repos in the ownership file (for lead time), most recently

@@ -8,6 +8,7 @@ from assets.ownership import VALIDATED_FIRST
 from pipelines import analytics_sync, backfill, ingest
 from pipelines import warehouse as wh
 from pipelines.backfill import BackfillConfig
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import PagerDutyResource, WarehouseResource
 
 GROUP = "raw"
@@ -25,7 +26,7 @@ def _materialize(result: ingest.StreamResult, con, table: str) -> dg.Materialize
 
 
 def _directory_asset(stream: str, description: str):
-    @dg.asset(key=["raw", f"pagerduty_{stream}"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST, description=description)
+    @dg.asset(pool=WAREHOUSE_POOL, key=["raw", f"pagerduty_{stream}"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST, description=description)
     def _asset(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
                warehouse: WarehouseResource) -> dg.MaterializeResult:
         with pagerduty.client() as client, warehouse.connect() as con:
@@ -42,7 +43,7 @@ pagerduty_teams = _directory_asset("teams", "PagerDuty teams as sent by GET /tea
 pagerduty_services = _directory_asset("services", "PagerDuty services as sent by GET /services, read in full every run.")
 
 
-@dg.asset(key=["raw", "pagerduty_incidents"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST)
+@dg.asset(pool=WAREHOUSE_POOL, key=["raw", "pagerduty_incidents"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST)
 def pagerduty_incidents(context: dg.AssetExecutionContext, config: BackfillConfig, pagerduty: PagerDutyResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PagerDuty incidents as sent by GET /incidents, read by creation-time windows of at most
@@ -64,7 +65,7 @@ def pagerduty_incidents(context: dg.AssetExecutionContext, config: BackfillConfi
         return _materialize(result, con, "pagerduty_incidents")
 
 
-@dg.asset(key=["raw", "pagerduty_log_entries"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST)
+@dg.asset(pool=WAREHOUSE_POOL, key=["raw", "pagerduty_log_entries"], group_name=GROUP, kinds=KINDS, deps=VALIDATED_FIRST)
 def pagerduty_log_entries(context: dg.AssetExecutionContext, config: BackfillConfig, pagerduty: PagerDutyResource,
                           warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PagerDuty log entries from the account-wide GET /log_entries feed by time window
@@ -84,7 +85,7 @@ def pagerduty_log_entries(context: dg.AssetExecutionContext, config: BackfillCon
         return _materialize(result, con, "pagerduty_log_entries")
 
 
-@dg.asset(key=["raw", analytics_sync.TABLE], group_name="raw", kinds={"python", "duckdb"}, deps=VALIDATED_FIRST)
+@dg.asset(pool=WAREHOUSE_POOL, key=["raw", analytics_sync.TABLE], group_name="raw", kinds={"python", "duckdb"}, deps=VALIDATED_FIRST)
 def pagerduty_analytics_incidents(context: dg.AssetExecutionContext, pagerduty: PagerDutyResource,
                                   warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PagerDuty Analytics per-incident metrics (POST /analytics/raw/incidents, 1,000 a page) where the

@@ -4,13 +4,14 @@ import dagster as dg
 
 from pipelines import metrics
 from pipelines import warehouse as wh
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import WarehouseResource
 
 TABLES = tuple(metrics.DESCRIPTIONS)
 INPUTS = [dg.AssetKey(["marts", t]) for t in ("fct_incidents", "fct_deployments", "dim_teams")]
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(["marts", t], group_name="marts", kinds={"python", "duckdb"}, description=metrics.DESCRIPTIONS[t],
                      deps=INPUTS)

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from pipelines import ingest
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import OwnershipResource, WarehouseResource
 
 TABLES = {
@@ -17,7 +18,7 @@ TABLES = {
 VALIDATED_FIRST = [dg.AssetKey(["raw", t]) for t in TABLES]
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[dg.AssetSpec(["raw", t], group_name="raw", kinds={"python", "duckdb"}, description=d)
            for t, d in TABLES.items()],
 )

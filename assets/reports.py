@@ -5,6 +5,7 @@ import dagster as dg
 
 from pipelines import metrics
 from pipelines import warehouse as wh
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.report.render import last_pdf_status, write_report
 from pipelines.resources import WarehouseResource
 
@@ -16,7 +17,7 @@ _METADATA_KEYS = ("org_ttr_ratio", "org_ttr_ci_low", "org_ttr_ci_high", "org_ttr
                   "teams_improved", "teams_worsened", "teams_cannot_tell", "incidents_analysed")
 
 
-@dg.asset(key=["reports", "baseline_report"], group_name="reports", kinds={"html", "pdf", "csv", "parquet"},
+@dg.asset(pool=WAREHOUSE_POOL, key=["reports", "baseline_report"], group_name="reports", kinds={"html", "pdf", "csv", "parquet"},
           deps=[*MARTS, *STATISTICS])
 def baseline_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The leadership report: ``reports/<date>/index.html`` (self-contained: inline SVG charts, no network),

@@ -3,12 +3,13 @@
 import dagster as dg
 
 from pipelines import warehouse as wh
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import WarehouseResource
 
 MARTS = [dg.AssetKey(["marts", f.table]) for f in wh.sql_files("marts")]
 
 
-@dg.asset(key=["analytics", "snapshot"], group_name="reports", kinds={"duckdb"},
+@dg.asset(pool=WAREHOUSE_POOL, key=["analytics", "snapshot"], group_name="reports", kinds={"duckdb"},
           deps=[*MARTS, dg.AssetKey(["reports", "baseline_report"])])
 def analytics_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A read-only copy of the staging and marts schemas in ``analytics.duckdb`` for analysts,

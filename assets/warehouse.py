@@ -8,11 +8,12 @@ reads, found in the SQL text itself, so adding a file is all it takes to add a t
 import dagster as dg
 
 from pipelines import warehouse as wh
+from pipelines.config import WAREHOUSE_POOL
 from pipelines.resources import WarehouseResource
 
 
 def sql_table_asset(f: wh.SqlFile) -> dg.AssetsDefinition:
-    @dg.asset(
+    @dg.asset(pool=WAREHOUSE_POOL,
         key=[f.schema, f.table],
         group_name=f.schema,
         kinds={"sql", "duckdb"},

@@ -17,6 +17,10 @@ DEFAULT_OWNERSHIP = "./ownership.yaml"
 DEFAULT_SCHEDULE = "0 2 * * *"  # 02:00 UTC every night
 DEFAULT_PRODUCTION_ENVIRONMENT = "production"
 DEFAULT_HISTORY_DAYS = 730  # the first full load reads two years back
+# Every asset and check opens the one DuckDB file, which takes one writer. On a Dagster instance with
+# this pool at limit 1 and granularity "run" (deploy/dagster.yaml), a second run waits in the queue
+# until the first ends instead of failing on the file lock.
+WAREHOUSE_POOL = "incident_metrics_warehouse"
 DEFAULT_GITHUB_DEPLOYMENTS_API = "graphql"  # or "rest" (GitHub Enterprise Server without GraphQL)
 
 ENV_PAGERDUTY_URL = "PAGERDUTY_API_URL"

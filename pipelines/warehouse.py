@@ -479,6 +479,7 @@ def record_sync_run(con, *, run_id: str, source: str, stream: str, stats: dict[s
 # ----------------------------------------------------------------------------------- analyst snapshot
 
 SNAPSHOT_SCHEMAS = ("staging", "marts")
+SNAPSHOT_STORAGE_VERSION = "v1.5.0"
 SNAPSHOT_ALIAS = "analytics_snapshot_tmp"
 
 # Documented extras of the snapshot (beyond the copied tables): name -> (kind, SQL, description, column docs).
@@ -565,7 +566,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict
     tmp = snapshot_temp_path(target)
     _remove_db_file(tmp)
     alias = SNAPSHOT_ALIAS
-    con.execute(f"attach {_quote(str(tmp))} as {alias}")
+    # The oldest storage format that holds everything the snapshot needs, so that DuckDB 1.5 readers
+    # (the pinned `duckdb` CLI, BI drivers that lag behind) open it as well as DuckDB 2.
+    con.execute(f"attach {_quote(str(tmp))} as {alias} (storage_version {_quote(SNAPSHOT_STORAGE_VERSION)})")
     counts: dict[str, int] = {}
     try:
         tables = con.execute(

@@ -43,6 +43,18 @@ def test_nightly_job_and_schedule():
     assert schedule.execution_timezone == "UTC"
 
 
+def test_every_step_of_every_job_is_in_the_one_warehouse_pool():
+    # Each step opens the DuckDB file; with the pool at limit 1 (deploy/dagster.yaml) two runs queue
+    # instead of fighting over the file lock. A step outside the pool would slip past that limit.
+    from pipelines.config import WAREHOUSE_POOL
+    from pipelines.definitions import defs
+
+    for name in ("nightly", "backfill", "rebuild"):
+        job = defs.resolve_job_def(name)
+        pools = {node.name: node.definition.pool for node in job.graph.nodes}
+        assert len(pools) >= 20 and set(pools.values()) == {WAREHOUSE_POOL}, (name, pools)
+
+
 def test_dagster_definitions_validate_passes():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY", "GITHUB"))}
     proc = subprocess.run(

@@ -12,8 +12,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import stat
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -125,6 +129,28 @@ def test_every_marts_table_and_column_is_commented(two_nights):
         assert [m for m in missing if m[0] in sql_tables] == []
     finally:
         con.close()
+
+
+def test_the_readme_analyst_cli_commands_work_as_written(two_nights, tmp_path):
+    # Run from a directory laid out like a fresh clone after `make demo`: .venv (this venv) and
+    # data/analytics.duckdb. The shell is the pinned duckdb-cli (DuckDB 1.5): it must read the snapshot.
+    block = re.search(r"DuckDB CLI.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2 and all(c.startswith(".venv/bin/duckdb -readonly data/analytics.duckdb ") for c in commands)
+    os.symlink(sys.prefix, tmp_path / ".venv")
+    (tmp_path / "data").mkdir()
+    os.symlink(two_nights["snapshot"], tmp_path / "data" / "analytics.duckdb")
+    version = subprocess.run([str(tmp_path / ".venv/bin/duckdb"), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("v1.5."), version
+    outputs = []
+    for command in commands:
+        done = subprocess.run(shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and not done.stderr, done
+        outputs.append(done.stdout)
+    teams = duckdb.connect(str(two_nights["snapshot"]), read_only=True).execute(
+        "select team_key from marts.team_baselines").fetchall()
+    assert teams and all(t in outputs[0] for (t,) in teams)  # every team's row is printed
+    assert "seconds_to_resolve" in outputs[1] and "fct_incidents" in outputs[1]
 
 
 def test_docs_warehouse_md_is_up_to_date():
