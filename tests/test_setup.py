@@ -1,0 +1,60 @@
+"""The bare-machine setup: scripts/system-packages.sh, which `make demo` and `make test` call before
+anything else, installs Chromium, its font and a PostgreSQL server when they are missing, or says in
+one line what to install and why and stops make; `.ci/run` is only `make test`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "system-packages.sh"
+BASH = shutil.which("bash")
+
+
+def _run(*needs: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([BASH, str(SCRIPT), *needs], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_with_everything_installed_it_says_nothing_and_succeeds():
+    done = _run("venv", "chromium", "postgresql", env=dict(os.environ))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_without_a_package_manager_it_names_what_is_missing_in_one_line_and_fails(tmp_path):
+    # A machine with no Chromium, no PostgreSQL and no apt-get: only the few tools the script needs.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("id", "grep"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    env = {"PATH": str(bin_dir), "INCIDENT_METRICS_CHROMIUM": str(tmp_path / "no-chromium"),
+           "INCIDENT_METRICS_PG_BIN": str(tmp_path / "no-postgresql")}
+    done = _run("chromium", "postgresql", env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("missing: chromium postgresql -- needed for Chromium (the PDF report and the browser test), "
+                           "a PostgreSQL server (the production tests)")
+    assert "apt-get install chromium postgresql" in line
+    # asked only for Chromium, it does not mention PostgreSQL
+    only = _run("chromium", env=env)
+    assert only.returncode == 1 and "postgresql" not in only.stderr.lower().replace("incident_metrics_pg_bin", "")
+
+
+def test_an_unknown_need_is_an_error():
+    done = _run("mysql", env=dict(os.environ))
+    assert done.returncode == 2 and "unknown need 'mysql'" in done.stderr
+
+
+def test_make_runs_the_check_before_the_tests_and_the_demo_and_ci_is_only_make_test():
+    for target, needs in (("test", "chromium postgresql"), ("demo", "chromium")):
+        plan = subprocess.run(["make", "-n", "-W", "pyproject.toml", target], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60).stdout
+        lines = plan.splitlines()
+        check = next(i for i, l in enumerate(lines) if l.endswith(f"scripts/system-packages.sh {needs}"))
+        run = next(i for i, l in enumerate(lines) if ("pytest" if target == "test" else "incident-metrics demo") in l)
+        assert check < run, plan
+        assert any(l.endswith("scripts/system-packages.sh venv") for l in lines[:check]), plan
+    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', "exec make test"]
