@@ -90,7 +90,8 @@ RAW_STREAMS = {
 
 
 def rejected_records_check(table: str, source: str, stream: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(pool=WAREHOUSE_POOL,
+    @dg.asset_check(
+        pool=WAREHOUSE_POOL,
         asset=dg.AssetKey(["raw", table]),
         name="rejected_records",
         description=f"Records of {source} {stream} this run sent to quarantine.rejected_records instead of raw "

@@ -14,7 +14,8 @@ from pipelines.resources import GitHubResource, OwnershipResource, WarehouseReso
 KINDS = {"python", "duckdb"}
 
 
-@dg.multi_asset(pool=WAREHOUSE_POOL,
+@dg.multi_asset(
+    pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(["raw", "github_deployments"], group_name="raw", kinds=KINDS,
                      description="GitHub deployments of the repos named in the ownership file, newest first "

@@ -11,7 +11,8 @@ TABLES = tuple(metrics.DESCRIPTIONS)
 INPUTS = [dg.AssetKey(["marts", t]) for t in ("fct_incidents", "fct_deployments", "dim_teams")]
 
 
-@dg.multi_asset(pool=WAREHOUSE_POOL,
+@dg.multi_asset(
+    pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(["marts", t], group_name="marts", kinds={"python", "duckdb"}, description=metrics.DESCRIPTIONS[t],
                      deps=INPUTS)

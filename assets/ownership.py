@@ -18,7 +18,8 @@ TABLES = {
 VALIDATED_FIRST = [dg.AssetKey(["raw", t]) for t in TABLES]
 
 
-@dg.multi_asset(pool=WAREHOUSE_POOL,
+@dg.multi_asset(
+    pool=WAREHOUSE_POOL,
     specs=[dg.AssetSpec(["raw", t], group_name="raw", kinds={"python", "duckdb"}, description=d)
            for t, d in TABLES.items()],
 )

@@ -6,9 +6,9 @@ kill, a redeploy, a lost host), the run stays "started" for ever and holds the w
 no later night runs. This launcher answers the run monitor's question by asking the server that
 started the run which runs it is executing (the gRPC ``GetCurrentRuns`` call): a run it no longer
 has, or a server that has not answered for UNREACHABLE_GRACE_SECONDS (a network blip is not a
-death), is a dead worker. The daemon then marks the run failed with
-that reason and, with ``run_retries`` on, retries it from the steps that had not finished; each step
-commits in its own transaction, so the warehouse is as of the last committed step in between.
+death), is a dead worker. The daemon then marks the run failed with that reason and, with
+``run_retries`` on, retries it from the steps that had not finished; each step commits in its own
+transaction, so the warehouse is as of the last committed step in between.
 
 Configured in deploy/dagster.yaml (``run_launcher``); tests/test_deploy.py kills the server mid-run.
 """
@@ -21,7 +21,6 @@ from dagster import DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import deserialize_value
-
 
 UNREACHABLE_GRACE_SECONDS = 60.0
 
