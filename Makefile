@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(SYSTEM) venv
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[emulator,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,10 +24,11 @@ demo: $(STAMP)
 	@$(SYSTEM) chromium
 	$(BIN)/incident-metrics demo
 
-# Both cores (pytest-xdist); --dist loadfile keeps each file's module fixtures in one worker.
+# Both cores (pytest-xdist); --dist loadfile keeps each file's module fixtures in one worker, handed
+# out longest first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
 test: $(STAMP)
 	@$(SYSTEM) chromium postgresql
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 validate: $(STAMP)
 	$(BIN)/python -m pipelines.validation --replications 1000 --seed 20261126 --out docs/validation.md

@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.emulator.faults import Faults  # noqa: E402
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation  # noqa: E402
-from pipelines.emulator.server import EmulatorServer  # noqa: E402
+from emulator.faults import Faults  # noqa: E402
+from emulator.generator import GeneratorConfig, generate_organisation  # noqa: E402
+from emulator.server import EmulatorServer  # noqa: E402
 
 PD_TOKEN = "bench-pd-token"
 GH_TOKEN = "bench-gh-token"

@@ -48,10 +48,10 @@ if str(ROOT) not in sys.path:
 from pipelines import ingest  # noqa: E402
 from pipelines import warehouse as wh  # noqa: E402
 from pipelines.config import DataPaths  # noqa: E402
-from pipelines.emulator.github_api import GitHubApi  # noqa: E402
-from pipelines.emulator.http_common import Request, zone  # noqa: E402
-from pipelines.emulator.model import Organisation  # noqa: E402
-from pipelines.emulator.pagerduty_api import OVERVIEW_DROPS, PagerDutyApi  # noqa: E402
+from emulator.github_api import GitHubApi  # noqa: E402
+from emulator.http_common import Request, zone  # noqa: E402
+from emulator.model import Organisation  # noqa: E402
+from emulator.pagerduty_api import OVERVIEW_DROPS, PagerDutyApi  # noqa: E402
 from pipelines.ownership import load_ownership  # noqa: E402
 from pipelines.records import parse_time, quarantine_inconsistent, split_valid  # noqa: E402
 
@@ -309,7 +309,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from run import sizes  # benchmarks/run.py: the same organisations the benchmark backfills
 
-    from pipelines.emulator.generator import generate_organisation
+    from emulator.generator import generate_organisation
 
     out = Path(args.out)
     exists = (out / "data" / "warehouse.duckdb").exists()

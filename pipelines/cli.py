@@ -177,8 +177,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-    from pipelines.emulator.server import EmulatorServer
+    from emulator.generator import GeneratorConfig, generate_organisation
+    from emulator.server import EmulatorServer
 
     data_dir = Path(config.env(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR)).resolve()
     demo_dir = data_dir / "demo"
@@ -283,7 +283,7 @@ def _print_baselines(analytics: Path) -> None:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from pipelines.emulator import cli as emulator_cli
+    from emulator import cli as emulator_cli
 
     return emulator_cli.run(args)
 
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser("emulator", help="serve the synthetic PagerDuty + GitHub organisation")
     try:
-        from pipelines.emulator import cli as emulator_cli
+        from emulator import cli as emulator_cli
 
         emulator_cli.add_arguments(emulator)
     except ImportError:  # pragma: no cover - the emulator ships with the package

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.emulator.model import (
+from emulator.model import (
     Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team, User,
 )
 from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
@@ -157,7 +157,7 @@ def dirty_ownership_yaml(org: Organisation) -> str:
 
 
 def start_emulator(org: Organisation, **kw):
-    from pipelines.emulator.server import EmulatorServer
+    from emulator.server import EmulatorServer
 
     return EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN, **kw).start()
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import jsonschema
 
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.model import (
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.model import (
     Deployment,
     DeploymentStatus,
     Incident,

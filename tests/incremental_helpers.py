@@ -20,8 +20,8 @@ from typing import Any
 
 import duckdb
 
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.model import Organisation
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.model import Organisation
 
 UTC = timezone.utc
 PD_TOKEN = "incr-pd-token-5b1e"
@@ -51,7 +51,7 @@ def small_org(seed: int = 11, *, future_days: int = 5, months: int = 6, n_teams:
 
 
 def start_emulator(org: Organisation):
-    from pipelines.emulator.server import EmulatorServer
+    from emulator.server import EmulatorServer
 
     return EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN).start()
 

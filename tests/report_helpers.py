@@ -367,7 +367,7 @@ def markup_organisation():
 
     import numpy as np
 
-    from pipelines.emulator.model import (
+    from emulator.model import (
         Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team,
     )
 
@@ -414,7 +414,7 @@ def materialize_markup_warehouse(tmp: Path) -> Path:
 
     from assets.snapshot import analytics_snapshot
     from pipelines.definitions import all_assets
-    from pipelines.emulator.server import EmulatorServer
+    from emulator.server import EmulatorServer
     from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
 
     org = markup_organisation()

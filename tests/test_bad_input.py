@@ -18,8 +18,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.emulator.faults import FaultRule, Faults
-from pipelines.emulator.model import Organisation, Team
+from emulator.faults import FaultRule, Faults
+from emulator.model import Organisation, Team
 from tests.bad_input_helpers import (
     DIRTY_INCIDENTS, DIRTY_LOG_ENTRIES, LONG_TITLE, N_FILLER, PD_TOKEN, SCRIPT, SERVICE_NAME_INJECTION,
     TEAM_NAME_INJECTION, UNICODE_TITLE, RunView, cli, dirty_organisation, dirty_ownership_yaml, quarantine_rows,
@@ -356,7 +356,7 @@ def test_an_unreachable_api_and_a_rejected_token_fail_clearly_and_leave_the_last
 
 
 def test_the_malformed_record_knob():
-    from pipelines.emulator.pagerduty_api import corrupt_record
+    from emulator.pagerduty_api import corrupt_record
 
     record = {"id": "P1", "created_at": "2025-05-01T10:00:00Z", "resolved_at": None, "incident_number": 1}
     assert corrupt_record(dict(record), ["drop:created_at"]) == {"id": "P1", "resolved_at": None, "incident_number": 1}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def start(args: list[str], env_extra: dict[str, str]) -> tuple[subprocess.Popen, dict[str, str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
     env.update(env_extra, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.emulator.cli", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     values: dict[str, str] = {}

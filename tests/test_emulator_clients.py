@@ -10,7 +10,7 @@ import pytest
 import requests
 from github import Auth, Github
 
-from pipelines.emulator.server import EmulatorServer
+from emulator.server import EmulatorServer
 from tests.emulator_helpers import GH_TOKEN, PD_TOKEN, generated_org
 
 

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from pipelines.emulator.faults import FaultRule, Faults, parse_fault
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import FaultRule, Faults, parse_fault
+from emulator.server import EmulatorServer
 from tests.emulator_helpers import GH_HEADERS, GH_TOKEN, PD_HEADERS, PD_TOKEN, many_incidents_org, tiny_org
 
 INTERNAL = {"error": {"message": "An internal error has occurred. Please try again later.", "code": 2000}}

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from pipelines.emulator.server import EmulatorServer
+from emulator.server import EmulatorServer
 from tests.emulator_helpers import GH_HEADERS, GH_TOKEN, PD_TOKEN, generated_org, tiny_org
 
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from pipelines.emulator.model import Incident
-from pipelines.emulator.server import EmulatorServer
+from emulator.model import Incident
+from emulator.server import EmulatorServer
 from tests.emulator_helpers import (
     PD_HEADERS,
     PD_TOKEN,

@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.emulator.model import (
+from emulator.model import (
     Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team,
 )
 
@@ -89,7 +89,7 @@ def tiny_organisation() -> Organisation:
 
 @pytest.fixture(scope="module")
 def emulator():
-    from pipelines.emulator.server import EmulatorServer
+    from emulator.server import EmulatorServer
 
     srv = EmulatorServer(tiny_organisation(), port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN).start()
     yield srv

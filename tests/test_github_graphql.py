@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 import requests
 
-from pipelines.emulator.faults import FaultRule, Faults
-from pipelines.emulator.model import Deployment, DeploymentStatus
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import FaultRule, Faults
+from emulator.model import Deployment, DeploymentStatus
+from emulator.server import EmulatorServer
 from pipelines.sources.github import database_id_from_node_id
 from tests.emulator_helpers import GH_HEADERS, GH_TOKEN, t, tiny_org
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from pipelines.emulator.model import Deployment, DeploymentStatus, Repo
-from pipelines.emulator.server import EmulatorServer
+from emulator.model import Deployment, DeploymentStatus, Repo
+from emulator.server import EmulatorServer
 from pipelines.sources.github import (
     GitHubClient,
     database_id_from_node_id,

@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 
 from pipelines import warehouse as wh
-from pipelines.emulator.faults import Faults
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import Faults
+from emulator.server import EmulatorServer
 from pipelines.ingest import BATCH_FIRST, BATCH_REPOS, SyncSettings, sync_github_deployments, sync_github_pull_requests
 from pipelines.records import parse_time
 from pipelines.sources.github import GitHubClient

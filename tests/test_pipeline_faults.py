@@ -19,9 +19,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.emulator.faults import FaultRule, Faults
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import FaultRule, Faults
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.server import EmulatorServer
 
 PD_TOKEN = "faults-pd-token-51c3"
 GH_TOKEN = "faults-gh-token-a9e0"
@@ -310,7 +310,7 @@ def test_more_than_10000_incidents_in_one_window_arrive_once(tmp_path):
     """A pipeline-level check of the window split: 10,500 incidents within ten days."""
     from datetime import datetime, timezone
 
-    from pipelines.emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
+    from emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start = now - timedelta(days=12)

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 import dagster as dg
 import pytest
 
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.server import EmulatorServer
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.server import EmulatorServer
 
 PD_TOKEN = "efficiency-pd-token"
 GH_TOKEN = "efficiency-gh-token"

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.emulator.server import EmulatorServer
+from emulator.server import EmulatorServer
 from tests.bad_input_helpers import USERS, cli, clean_organisation
 
 PD_SECRET = "pd-SECRET-4242"

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
+from emulator.generator import GeneratorConfig, generate_organisation
 from tests.incremental_helpers import (
     ROOT,
     diff_states,

@@ -58,3 +58,25 @@ def test_make_runs_the_check_before_the_tests_and_the_demo_and_ci_is_only_make_t
         assert any(l.endswith("scripts/system-packages.sh venv") for l in lines[:check]), plan
     ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', "exec make test"]
+
+
+def test_the_product_declares_no_emulator_or_unused_dependency_and_never_imports_the_emulator():
+    import ast
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {d.split("==")[0].split("[")[0].lower() for d in project["dependencies"]}
+    assert not runtime & {"trustme", "cryptography", "graphql-core", "statsmodels"}
+    assert {d.split("==")[0] for d in project["optional-dependencies"]["emulator"]} == {
+        "trustme", "cryptography", "graphql-core"}
+    # The product (pipelines/, assets/) imports the emulator only inside the CLI commands that serve it.
+    for path in [*(ROOT / "pipelines").rglob("*.py"), *(ROOT / "assets").rglob("*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "emulator" or n.startswith("emulator.") for n in names), path
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in ("trustme", "graphql", "statsmodels") for n in names), path

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import duckdb
 
-from pipelines.emulator.faults import FaultRule, Faults
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import FaultRule, Faults
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.server import EmulatorServer
 
 PD_TOKEN = "analytics-pd-token"
 

@@ -1,6 +1,6 @@
 """Real-socket integration tests of the API clients against the bundled emulator.
 
-Every test runs the clients over HTTP against ``pipelines.emulator.server.EmulatorServer`` serving a
+Every test runs the clients over HTTP against ``emulator.server.EmulatorServer`` serving a
 small generated organisation, and checks the records against what the organisation holds and the
 request counts against what the emulator served (``srv.stats()``).
 """
@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.emulator.faults import FaultRule, Faults
-from pipelines.emulator.generator import GeneratorConfig, generate_organisation
-from pipelines.emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
-from pipelines.emulator.server import EmulatorServer
+from emulator.faults import FaultRule, Faults
+from emulator.generator import GeneratorConfig, generate_organisation
+from emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
+from emulator.server import EmulatorServer
 from pipelines.sources.github import GitHubClient
 from pipelines.sources.http import ApiError, AuthError, RetryBudgetExceeded
 from pipelines.sources.pagerduty import PagerDutyClient

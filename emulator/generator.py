@@ -1,6 +1,6 @@
 """Seeded generator of a synthetic organisation (teams, services, incidents, deployments).
 
-``generate_organisation(seed)`` returns an :class:`~pipelines.emulator.model.Organisation` whose
+``generate_organisation(seed)`` returns an :class:`~emulator.model.Organisation` whose
 records look like what PagerDuty and GitHub hold for a mid-sized engineering organisation, with
 *known* effects injected: each team has a baseline resolution-time distribution (log-normal), a
 service-ownership adoption date (or none) and a duration ratio applied after adoption. The truth is

@@ -1,6 +1,6 @@
 """Local PagerDuty + GitHub API emulator and the synthetic-organisation generator.
 
-    from pipelines.emulator import EmulatorServer, generate_organisation
+    from emulator import EmulatorServer, generate_organisation
     org = generate_organisation(seed=7)
     with EmulatorServer(org) as srv:
         print(srv.pagerduty_url, srv.github_url)

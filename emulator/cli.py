@@ -1,7 +1,7 @@
 """``incident-metrics emulator``: serve a seeded synthetic organisation as PagerDuty + GitHub APIs.
 
 The lead's CLI calls :func:`add_arguments` on its sub-parser and :func:`run` with the parsed
-arguments. ``python -m pipelines.emulator.cli`` runs it stand-alone.
+arguments. ``python -m emulator.cli`` runs it stand-alone.
 """
 
 from __future__ import annotations
