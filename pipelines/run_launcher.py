@@ -10,7 +10,12 @@ death), is a dead worker. The daemon then marks the run failed with that reason 
 ``run_retries`` on, retries it from the steps that had not finished; each step commits in its own
 transaction, so the warehouse is as of the last committed step in between.
 
-Configured in deploy/dagster.yaml (``run_launcher``); tests/test_deploy.py kills the server mid-run.
+It needs the user-code server to be ``dagster api grpc`` (as deploy/ runs it and the Helm chart does):
+the proxy of ``dagster code-server start`` does not answer ``GetCurrentRuns``, and a run there is
+taken as alive (run monitoring then falls back to its timeouts).
+
+Configured in deploy/dagster.yaml (``run_launcher``); tests/test_deploy.py kills the server mid-run,
+tests/test_run_launcher.py asks real servers.
 """
 
 from __future__ import annotations
@@ -25,8 +30,17 @@ from dagster._serdes import deserialize_value
 UNREACHABLE_GRACE_SECONDS = 60.0
 
 
+def _unimplemented(error: Exception) -> bool:
+    import grpc
+
+    cause = error.__cause__
+    return isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 class MonitoredRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` plus ``check_run_worker_health`` for the daemon's run monitoring."""
+
+    grace_seconds = UNREACHABLE_GRACE_SECONDS
 
     def __init__(self, inst_data=None):
         super().__init__(inst_data=inst_data)
@@ -45,14 +59,16 @@ class MonitoredRunLauncher(DefaultRunLauncher):
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no user-code server recorded for the run yet")
         try:
             result = deserialize_value(client.get_current_runs(), GetCurrentRunsResult)
-        except DagsterUserCodeUnreachableError:
+        except DagsterUserCodeUnreachableError as e:
+            if _unimplemented(e):  # a server that cannot list its runs (`dagster code-server start`'s proxy)
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "this user-code server cannot list its runs")
             since = self._unreachable_since.setdefault(run.run_id, time.monotonic())
-            if time.monotonic() - since < UNREACHABLE_GRACE_SECONDS:
+            if time.monotonic() - since < self.grace_seconds:
                 return CheckRunHealthResult(WorkerStatus.RUNNING, "user-code server not answering; waiting")
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
                 f"the user-code server that ran it ({client.host}:{client.port}) has not answered for "
-                f"{UNREACHABLE_GRACE_SECONDS:.0f} s: it was stopped or killed, and the run's process with it",
+                f"{self.grace_seconds:.0f} s: it was stopped or killed, and the run's process with it",
             )
         self._unreachable_since.pop(run.run_id, None)
         if run.run_id in result.current_runs:

@@ -68,7 +68,7 @@ class Production:
                                             start_new_session=True)
 
     def start_code_server(self) -> None:
-        self._start("code_server", [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
+        self._start("code_server", [str(BIN / "dagster"), "api", "grpc", "-h", "127.0.0.1",
                                     "-p", str(self.port), "-m", "pipelines.definitions",
                                     "--location-name", "incident_metrics"])
         deadline = time.monotonic() + 120

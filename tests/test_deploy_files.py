@@ -55,6 +55,7 @@ def test_compose_runs_the_four_services_on_the_instance_of_dagster_yaml():
     assert command[command.index("-p") + 1] == str(grpc["port"])
     assert command[command.index("--location-name") + 1] == grpc["location_name"]
     assert command[command.index("-m") + 1] == "pipelines.definitions"
+    assert command[:3] == ["dagster", "api", "grpc"]  # a server whose runs the run launcher can list
     for name in ("webserver", "daemon"):
         assert "/opt/dagster/home/workspace.yaml" in services[name]["command"]
     # the one image carries the instance file where DAGSTER_HOME points
