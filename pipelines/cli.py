@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         from emulator import cli as emulator_cli
 
         emulator_cli.add_arguments(emulator)
-    except ImportError:  # pragma: no cover - the emulator ships with the package
+    except ImportError:  # pragma: no cover - an install without the emulator (e.g. the Docker image's)
         pass
     emulator.set_defaults(func=cmd_emulator)
 

@@ -12,7 +12,9 @@ transaction, so the warehouse is as of the last committed step in between.
 
 It needs the user-code server to be ``dagster api grpc`` (as deploy/ runs it and the Helm chart does):
 the proxy of ``dagster code-server start`` does not answer ``GetCurrentRuns``, and a run there is
-taken as alive (run monitoring then falls back to its timeouts).
+taken as alive (then only run monitoring's ``max_runtime_seconds``, 12 hours in deploy/dagster.yaml,
+ends a dead one). A server cut off by the network for longer than the grace period is taken as dead
+while its run may still be writing: the retry then fails on the DuckDB file lock, with that error.
 
 Configured in deploy/dagster.yaml (``run_launcher``); tests/test_deploy.py kills the server mid-run,
 tests/test_run_launcher.py asks real servers.

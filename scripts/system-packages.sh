@@ -14,7 +14,7 @@ have_chromium() {
     command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
         || command -v google-chrome-stable >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1
 }
-have_fonts() { fc-list 2>/dev/null | grep -q . || [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
+have_fonts() { [ -n "$(fc-list 2>/dev/null)" ] || [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
 have_postgresql() {
     if [ -n "${INCIDENT_METRICS_PG_BIN:-}" ]; then [ -x "$INCIDENT_METRICS_PG_BIN/initdb" ]; return; fi
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1
@@ -51,10 +51,11 @@ if ! command -v apt-get >/dev/null 2>&1 || [ "$SUDO" = "none" ]; then
 fi
 
 echo "installing with apt-get:${packages} (${why:-the report fonts})"
-export DEBIAN_FRONTEND=noninteractive
+# env, not export: sudo resets the environment, and a debconf prompt would wait unseen
+APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
 # shellcheck disable=SC2086
-if ! $SUDO apt-get install -y -qq --no-install-recommends $packages >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
+if ! $APT install -y -qq --no-install-recommends $packages >/dev/null 2>&1; then
+    $APT update -qq
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq --no-install-recommends $packages >/dev/null
+    $APT install -y -qq --no-install-recommends $packages >/dev/null
 fi

@@ -81,7 +81,8 @@ class PostgresServer:
         return self
 
     def _pg_ctl_start(self) -> None:
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        # timezone=UTC: Dagster's timestamp columns have no time zone; read them as UTC whatever the machine's
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off -c timezone=UTC"
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.directory / "server.log"),
                   "-w", "-t", "60", "start")
 
@@ -111,7 +112,11 @@ class PostgresServer:
                 "DAGSTER_POSTGRES_DB": DATABASE}
 
     def __enter__(self) -> "PostgresServer":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop("immediate")

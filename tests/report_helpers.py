@@ -1,7 +1,7 @@
 """Helpers for the report tests: a tiny Chrome DevTools Protocol client, the demo warehouse, a
 warehouse whose names hold markup, and PDF text extraction.
 
-The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven over ``--remote-debugging-pipe``:
+The browser is Debian's ``chromium`` (``make test`` installs it: scripts/system-packages.sh), driven over ``--remote-debugging-pipe``:
 DevTools messages are NUL-terminated JSON on file descriptors 3 (to the browser) and 4 (from it), so
 no port is opened, nothing is downloaded and no extra package is needed.
 """
@@ -37,7 +37,7 @@ XSS_SERVICE = '"><img src=x onerror=alert(1)>'
 def chromium_or_fail() -> str:
     binary = find_chromium()
     if binary is None:
-        pytest.fail(f"the report browser tests need Chromium: {INSTALL_HINT}. CI (.ci/run) installs it.",
+        pytest.fail(f"the report browser tests need Chromium: {INSTALL_HINT}. `make test` installs it (scripts/system-packages.sh).",
                     pytrace=False)
     return binary
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipelines.config import WAREHOUSE_POOL
@@ -59,7 +60,12 @@ def test_compose_runs_the_four_services_on_the_instance_of_dagster_yaml():
     for name in ("webserver", "daemon"):
         assert "/opt/dagster/home/workspace.yaml" in services[name]["command"]
     # the one image carries the instance file where DAGSTER_HOME points
+    assert services["user_code"]["env_file"] == ".env"
+    storage = "dagster-storage:/opt/dagster/home/storage"  # step logs written by runs, read by the UI
+    assert storage in services["user_code"]["volumes"] and storage in services["webserver"]["volumes"]
     dockerfile = (DEPLOY / "Dockerfile").read_text()
+    # editable: the SQL files are read from the checkout; [k8s] for the Helm chart's run pods
+    assert "RUN pip install --no-cache-dir -e '.[k8s]'" in dockerfile
     assert "ENV DAGSTER_HOME=/opt/dagster/home" in dockerfile
     assert "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/home/" in dockerfile
     # the secrets come from the environment, never written in the file
@@ -78,7 +84,8 @@ def test_helm_values_carry_the_settings_of_dagster_yaml():
     monitoring = instance["run_monitoring"]
     assert daemon["runMonitoring"] == {"enabled": monitoring["enabled"],
                                        "startTimeoutSeconds": monitoring["start_timeout_seconds"],
-                                       "pollIntervalSeconds": monitoring["poll_interval_seconds"]}
+                                       "pollIntervalSeconds": monitoring["poll_interval_seconds"],
+                                       "maxRuntimeSeconds": monitoring["max_runtime_seconds"]}
     retries = instance["run_retries"]
     assert daemon["runRetries"] == {"enabled": retries["enabled"], "maxRetries": retries["max_retries"],
                                     "retryOnAssetOrOpFailure": retries["retry_on_asset_or_op_failure"]}
@@ -93,3 +100,22 @@ def test_helm_values_carry_the_settings_of_dagster_yaml():
     assert mounts["data"] == env["INCIDENT_METRICS_DATA_DIR"]
     assert mounts["ownership"] == str(Path(env["INCIDENT_METRICS_OWNERSHIP"]).parent)
     assert values["retention"]["schedule"]["purgeAfterDays"] == instance["retention"]["schedule"]["purge_after_days"]
+
+
+def test_the_readme_backfill_launch_has_a_valid_run_config(monkeypatch):
+    import json
+
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    readme = (ROOT / "README.md").read_text()
+    launch = re.search(r"dagster job launch -j (\w+) \\\n.*--config-json '([^']+)'", readme)
+    assert launch, "the README's queued backfill command"
+    job, config = launch.group(1), json.loads(launch.group(2))
+    for token in ("PAGERDUTY_API_TOKEN", "GITHUB_TOKEN"):  # read when the resources' config is resolved
+        monkeypatch.setenv(token, "not-a-real-token")
+    assert job == "backfill"
+    dg.validate_run_config(defs.resolve_job_def(job), config)  # raises on a wrong shape
+    with pytest.raises(dg.DagsterInvalidConfigError):  # and it would catch one
+        dg.validate_run_config(defs.resolve_job_def(job), {"ops": {"config": config}})

@@ -1,4 +1,4 @@
-"""index.html -> report.pdf with headless Chromium (Debian's ``chromium``; .ci/run installs it).
+"""index.html -> report.pdf with headless Chromium (Debian's ``chromium``, which `make demo` and `make test` install).
 
 Chromium runs without network features (background networking, component updates, sync off) and
 with a throw-away profile. When no Chromium is installed the report is still written (HTML, CSV,
