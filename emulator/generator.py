@@ -485,8 +485,9 @@ def generate_organisation(seed: int, config: GeneratorConfig | None = None) -> O
                                 repo=repo.full_name,
                                 title=f"{_pr_title(rng)} in {svc.name}",
                                 user_login=author.github_login or "dev",
-                                # opened at most two days before the history starts, and always before the merge
-                                # (the first deployment's pull requests can merge up to 3 days before s0)
+                                # opened no earlier than two days before the history starts, unless it merged
+                                # before that (the first deployment's can, up to 3 days before s0): always
+                                # opened before it merges
                                 created_at=max(opened, min(s0 - timedelta(days=2), merged_at - timedelta(minutes=10)))
                                 .replace(microsecond=0),
                                 updated_at=merged_at + timedelta(seconds=int(rng.integers(1, 90))),

@@ -262,12 +262,18 @@ def test_the_scheduled_run_built_the_warehouse(production, reference_state):
     assert (data / "reports" / "latest" / "index.html").exists()
 
 
-def test_no_secret_reaches_the_dagster_storage(production):
-    pg = production["pg"]
+def test_no_secret_reaches_the_dagster_storage_or_the_service_logs(production):
+    pg, prod = production["pg"], production["prod"]
     for secret in (PASSWORD, PD_TOKEN, GH_TOKEN):
-        hits = pg.psql(f"select count(*) from event_logs where event like '%{secret}%'").strip()
-        runs = pg.psql(f"select count(*) from runs where run_body like '%{secret}%'").strip()
-        assert (hits, runs) == ("0", "0"), secret
+        counts = pg.psql(
+            f"select (select count(*) from event_logs where event like '%{secret}%'), "
+            f"(select count(*) from runs where run_body like '%{secret}%'), "
+            f"(select count(*) from run_tags where value like '%{secret}%'), "
+            f"(select count(*) from job_ticks where tick_body like '%{secret}%'), "
+            f"(select count(*) from instigators where instigator_body like '%{secret}%')").strip()
+        assert counts == "0|0|0|0|0", secret
+        for name in ("daemon", "code_server"):
+            assert secret not in (prod.tmp / f"{name}.log").read_text(errors="replace"), (secret, name)
 
 
 def test_two_queued_runs_take_the_warehouse_one_after_the_other(production):
