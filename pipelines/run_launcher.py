@@ -67,6 +67,7 @@ class MonitoredRunLauncher(DefaultRunLauncher):
             since = self._unreachable_since.setdefault(run.run_id, time.monotonic())
             if time.monotonic() - since < self.grace_seconds:
                 return CheckRunHealthResult(WorkerStatus.RUNNING, "user-code server not answering; waiting")
+            del self._unreachable_since[run.run_id]  # the run is about to be failed
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
                 f"the user-code server that ran it ({client.host}:{client.port}) has not answered for "

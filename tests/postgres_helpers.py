@@ -12,13 +12,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.process_helpers import free_port
 
 USER = "dagster"
 PASSWORD = "pg-test-secret-3f9c"  # checked never to reach a log or the warehouse
@@ -39,11 +40,6 @@ def bin_dir() -> Path:
                 "elsewhere install it or set INCIDENT_METRICS_PG_BIN to its bin directory")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class PostgresServer:
     """``with PostgresServer() as pg:`` a running server; ``pg.env()`` the DAGSTER_POSTGRES_* settings."""
@@ -53,7 +49,7 @@ class PostgresServer:
         # cannot enter.
         self.directory = Path(tempfile.mkdtemp(prefix="incident-metrics-pg-"))
         self.data = self.directory / "pgdata"
-        self.port = _free_port()
+        self.port = free_port()
         self.bin = bin_dir()
         self.as_root = os.geteuid() == 0
 

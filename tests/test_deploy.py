@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,15 +31,9 @@ from tests.incremental_helpers import (
     write_ownership,
 )
 from tests.postgres_helpers import PASSWORD, PostgresServer
+from tests.process_helpers import BIN, free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Production:
@@ -49,7 +41,7 @@ class Production:
 
     def __init__(self, tmp: Path, env: dict[str, str], pg: PostgresServer):
         self.tmp, self.env, self.pg = tmp, env, pg
-        self.port = _free_port()
+        self.port = free_port()
         self.workspace = tmp / "workspace.yaml"
         ws = yaml.safe_load((ROOT / "deploy" / "workspace.yaml").read_text())
         ws["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=self.port)
@@ -57,23 +49,15 @@ class Production:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, cmd: list[str]) -> None:
-        log = open(self.tmp / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own copy of the file
+            self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
 
     def start_code_server(self) -> None:
         self._start("code_server", [str(BIN / "dagster"), "api", "grpc", "-h", "127.0.0.1",
                                     "-p", str(self.port), "-m", "pipelines.definitions",
                                     "--location-name", "incident_metrics"])
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ok = subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(self.port)],
-                                env=self.env, capture_output=True, text=True)
-            if ok.returncode == 0:
-                return
-            assert self.procs["code_server"].poll() is None, self.log("code_server")
-            time.sleep(1)
-        pytest.fail("the user-code server did not start:\n" + self.log("code_server"))
+        wait_until_serving(self.procs["code_server"], self.port, env=self.env, log=lambda: self.log("code_server"))
 
     def start_daemon(self) -> None:
         self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
@@ -169,15 +153,16 @@ class Production:
 
         return chain(self.wait_for(done, timeout=timeout, what="the run and its retries", failures_allowed=True))
 
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(line.split("|", 1) for line in self.pg.psql(
+            f"select key, value from run_tags where run_id = '{run_id}'").splitlines())
+
     def parent(self, run_id: str) -> str | None:
-        out = self.pg.psql(f"select value from run_tags where run_id = '{run_id}' and key = 'dagster/parent_run_id'")
-        return out.strip() or None
+        return self.tags(run_id).get("dagster/parent_run_id")
 
     def retry_pending(self, run_id: str) -> bool:
         """A failed run the retry daemon will re-execute (it tags the run once it has decided)."""
-        tags = dict(line.split("|", 1) for line in self.pg.psql(
-            f"select key, value from run_tags where run_id = '{run_id}'").splitlines())
-        will = tags.get("dagster/will_retry")
+        will = self.tags(run_id).get("dagster/will_retry")
         return will is None or (will == "true" and not self.pg.psql(
             f"select run_id from run_tags where key = 'dagster/parent_run_id' and value = '{run_id}'").strip())
 
@@ -221,8 +206,7 @@ def test_the_schedule_ticks_and_the_run_is_recorded_in_postgres(production):
     prod, pg = production["prod"], production["pg"]
     (run,) = production["scheduled"]
     assert run["job"] == "nightly" and run["status"] == "SUCCESS"
-    tags = dict(line.split("|", 1) for line in pg.psql(
-        f"select key, value from run_tags where run_id = '{run['run_id']}'").splitlines())
+    tags = prod.tags(run["run_id"])
     assert tags["dagster/schedule_name"] == "nightly_schedule", tags
     # launched by a tick of the cron, at a whole minute after the daemon started
     tick = datetime.fromisoformat(tags[".dagster/scheduled_execution_time"])

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,28 +15,23 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.client import DagsterGrpcClient
 
 from pipelines.run_launcher import MonitoredRunLauncher
+from tests.process_helpers import BIN, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 RUN = DagsterRun(job_name="nightly", run_id="0f0e0d0c-0000-4000-8000-000000000001")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve(*command: str):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "dagster"), *command, "-h", "127.0.0.1", "-p", str(port),
                              "-m", "pipelines.definitions"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)],
-                         capture_output=True).returncode:
-        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.5)
+    try:
+        wait_until_serving(proc, port)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     return proc, port
 
 
@@ -68,7 +60,7 @@ def test_a_run_the_server_does_not_have_is_a_dead_worker(grpc_server):
 
 
 def test_a_server_that_does_not_answer_is_given_the_grace_period_then_declared_dead():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     patient = _launcher(port, grace=60.0)
     assert patient.check_run_worker_health(RUN).status == WorkerStatus.RUNNING
     impatient = _launcher(port, grace=0.0)
