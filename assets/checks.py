@@ -20,6 +20,7 @@ import dagster as dg
 from pipelines import quality
 from pipelines import warehouse as wh
 from pipelines.config import WAREHOUSE_POOL
+from pipelines.connectors import streams as registered_streams
 from pipelines.resources import WarehouseResource
 
 
@@ -78,17 +79,6 @@ def gx_checks(spec: quality.TableQuality) -> dg.AssetChecksDefinition:
     return _check
 
 
-# raw asset -> (source, stream) in quarantine.rejected_records
-RAW_STREAMS = {
-    "pagerduty_teams": ("pagerduty", "teams"),
-    "pagerduty_services": ("pagerduty", "services"),
-    "pagerduty_incidents": ("pagerduty", "incidents"),
-    "pagerduty_log_entries": ("pagerduty", "log_entries"),
-    "github_deployments": ("github", "deployments"),  # statuses are quarantined with their deployments
-    "github_pull_requests": ("github", "pull_requests"),
-}
-
-
 def rejected_records_check(table: str, source: str, stream: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         pool=WAREHOUSE_POOL,
@@ -141,8 +131,8 @@ def _build() -> list[dg.AssetChecksDefinition]:
         if spec is None:  # tests/test_quality.py requires rules for every staging table
             continue
         checks.append(gx_checks(spec))
-    for table, (source, stream) in RAW_STREAMS.items():
-        checks.append(rejected_records_check(table, source, stream))
+    for _, stream in registered_streams():  # on each stream's own table (a stream's other tables' rejects too)
+        checks.append(rejected_records_check(stream.tables[0].name, stream.source, stream.name))
     return checks
 
 

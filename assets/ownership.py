@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from pipelines import ingest
 from pipelines.config import WAREHOUSE_POOL
+from pipelines.ownership import load_ownership_tables
 from pipelines.resources import OwnershipResource, WarehouseResource
 
 TABLES = {
@@ -14,7 +14,7 @@ TABLES = {
 }
 
 # Raw streams that do not read the ownership file still run after it: a bad file then stops the
-# run before it spends any API request (GitHub's streams read their repos from it anyway).
+# run before it spends any API request (the git streams read their repos from it anyway).
 VALIDATED_FIRST = [dg.AssetKey(["raw", t]) for t in TABLES]
 
 
@@ -26,7 +26,7 @@ VALIDATED_FIRST = [dg.AssetKey(["raw", t]) for t in TABLES]
 def ownership_tables(context: dg.AssetExecutionContext, ownership: OwnershipResource, warehouse: WarehouseResource):
     owners = ownership.load()
     with warehouse.connect() as con:
-        counts = ingest.load_ownership_tables(con, owners)
+        counts = load_ownership_tables(con, owners)
     context.log.info(f"ownership from {owners.source}: {len(owners.teams)} teams, {len(owners.services)} services")
     for table, rows in counts.items():
         yield dg.MaterializeResult(asset_key=["raw", table],

@@ -30,7 +30,7 @@ def peak_rss_mb() -> float:
 
 def ours(cfg: dict) -> dict:
     sys.path.insert(0, str(ROOT))
-    from pipelines.sources.pagerduty import PagerDutyClient
+    from pipelines.connectors.pagerduty.client import PagerDutyClient
 
     since, until = datetime.fromisoformat(cfg["since"]), datetime.fromisoformat(cfg["until"])
     with PagerDutyClient(cfg["pd_url"], cfg["pd_token"], rate_per_minute=900) as pd:

@@ -41,7 +41,9 @@ def main() -> int:
     import dagster as dg
 
     from pipelines.definitions import all_assets
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     schemas = {"ingest": {"raw"}, "staging": {"staging"}, "marts": {"marts"}, "build": {"staging", "marts"}}[mode]
     keys = [k for a in all_assets for k in a.keys if k.path[0] in schemas]

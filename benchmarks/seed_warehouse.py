@@ -19,7 +19,7 @@ minus ``history_days``, records visible at the emulator clock), validated by the
 (``split_valid``, ``quarantine_inconsistent``) and written by the same functions
 (``set_high_water_mark``, ``record_sync_run``, ``load_ownership_tables``) and the same upsert rule
 (``upsert_raw`` here, one transaction per stream or repo; the ingest stages its history streams and
-merges each once, ``ingest._Staging``, to the same rows). The
+merges each once, ``pipelines/ingest/raw.py``, to the same rows). The
 result is the warehouse a first nightly run against the emulator would leave, except for what only
 HTTP produces: the host in the payloads' ``self``/``url`` links (``base_url``), the request counts
 in ``raw.sync_runs`` (zero here) and the reason text of a repo the token cannot see (quarantined as
@@ -45,19 +45,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines import ingest  # noqa: E402
 from pipelines import warehouse as wh  # noqa: E402
+from pipelines.connectors.github import records as github_rules  # noqa: E402
+from pipelines.connectors.pagerduty import records as pagerduty_rules  # noqa: E402
+from pipelines.ingest.raw import quarantine, upsert_raw  # noqa: E402
+from pipelines.ownership import load_ownership_tables  # noqa: E402
 from pipelines.config import DataPaths  # noqa: E402
 from emulator.github_api import GitHubApi  # noqa: E402
 from emulator.http_common import Request, zone  # noqa: E402
 from emulator.model import Organisation  # noqa: E402
 from emulator.pagerduty_api import OVERVIEW_DROPS, PagerDutyApi  # noqa: E402
 from pipelines.ownership import load_ownership  # noqa: E402
-from pipelines.records import parse_time, quarantine_inconsistent, split_valid  # noqa: E402
+from pipelines.records import parse_time, split_valid  # noqa: E402
 
 UTC = timezone.utc
 DEFAULT_BASE_URL = "http://emulator.invalid"
-PAGERDUTY, GITHUB = ingest.PAGERDUTY, ingest.GITHUB
+PAGERDUTY, GITHUB = "pagerduty", "github"
+quarantine_inconsistent = pagerduty_rules.quarantine_inconsistent
 
 
 def _request(base_url: str, prefix: str, path: str, query: dict[str, list[str]] | None = None) -> Request:
@@ -119,7 +123,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
     On an empty warehouse that is the first run: ``history_days`` back from ``now``. On a seeded one
     it is the next night (advance ``org.now`` first): each stream from its bookmark minus
     ``rewind``, incidents still open re-read, deployments without a final status re-read for
-    ``unfinished_window`` after their creation, as ``pipelines/ingest.py`` reads them; unchanged
+    ``unfinished_window`` after their creation, as the GitHub connector reads them; unchanged
     records keep their rows (``upsert_raw``). ``now`` is the pipeline's wall clock (default: now;
     after the emulator clock ``org.now``, as in production). The ownership file is
     ``ownership_path`` (written from ``org.ownership_yaml()`` beside ``data_dir`` when not given).
@@ -146,7 +150,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
         con.execute("set checkpoint_threshold = '64GB'")
         wh.ensure_schemas(con)
         started = time.perf_counter()
-        ingest.load_ownership_tables(con, ownership)
+        load_ownership_tables(con, ownership)
 
         # ---------------------------------------------------------------- PagerDuty directories
         req = _request(base_url, "/pagerduty", "/teams")
@@ -157,7 +161,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
                                     key=lambda s: s.name.lower())]
         for stream, records in (("teams", teams), ("services", services)):
             with wh.transaction(con):
-                wh.upsert_raw(con, f"pagerduty_{stream}", records, run_id=run_id, fetched_at=now)
+                upsert_raw(con, f"pagerduty_{stream}", records, run_id=run_id, fetched_at=now)
                 wh.record_sync_run(con, run_id=run_id, source=PAGERDUTY, stream=stream,
                                    stats={"records": len(records)})
 
@@ -176,11 +180,11 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
         with wh.transaction(con):
             for batch in _batched(listed + still_open, batch_size):
                 good, bad = split_valid([pd_api.render_incident(i, req, clock, utc_zone, set()) for i in batch],
-                                        "created_at")
+                                        pagerduty_rules.INCIDENT)
                 for r, rule, reason in bad:
-                    ingest.quarantine(con, source=PAGERDUTY, stream="incidents", record=r, rule=rule, reason=reason,
+                    quarantine(con, source=PAGERDUTY, stream="incidents", record=r, rule=rule, reason=reason,
                                       run_id=run_id)
-                wh.upsert_raw(con, "pagerduty_incidents", good, run_id=run_id, fetched_at=now)
+                upsert_raw(con, "pagerduty_incidents", good, run_id=run_id, fetched_at=now)
                 hwm = max([hwm] * (hwm is not None) + [parse_time(r["created_at"]) for r in good], default=None)
                 n_incidents += len(batch)
             quarantine_inconsistent(con, run_id=run_id)
@@ -200,11 +204,11 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
         with wh.transaction(con):
             for batch in _batched(entries, batch_size):
                 rendered = [pd_api.render_entry(e, req, clock, utc_zone, set()) for e in batch]
-                good, bad = ingest.split_log_entries(rendered)
+                good, bad = split_valid(rendered, pagerduty_rules.LOG_ENTRY)
                 for r, rule, reason in bad:
-                    ingest.quarantine(con, source=PAGERDUTY, stream="log_entries", record=r, rule=rule,
+                    quarantine(con, source=PAGERDUTY, stream="log_entries", record=r, rule=rule,
                                       reason=reason, run_id=run_id)
-                wh.upsert_raw(con, "pagerduty_log_entries", good, run_id=run_id, fetched_at=now)
+                upsert_raw(con, "pagerduty_log_entries", good, run_id=run_id, fetched_at=now)
                 hwm = max([hwm] * (hwm is not None) + [parse_time(r["created_at"]) for r in good], default=None)
                 n_entries += len(batch)
             quarantine_inconsistent(con, run_id=run_id)
@@ -223,7 +227,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
                 # The ingest quarantines a repo it cannot read (404) and loads the others.
                 with wh.transaction(con):
                     for stream in ("deployments", "pull_requests"):
-                        ingest.quarantine(con, source=GITHUB, stream=stream, record={"repo": full_name},
+                        quarantine(con, source=GITHUB, stream=stream, record={"repo": full_name},
                                           rule="repo_unreadable",
                                           reason=f"GitHub repository {full_name!r}: 404 Not Found (seeded)",
                                           run_id=run_id)
@@ -237,7 +241,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
             req = _request(base_url, "/github", f"/repos/{owner}/{name}/deployments")
             deps = [d for d in gh_api.deployments.get(full_name.lower(), [])
                     if scan_since <= d.created_at <= clock and (d.created_at >= since or str(d.id) in unfinished)]
-            good, bad = split_valid([gh_api.deployment_obj(d, req, clock) for d in deps], "created_at")
+            good, bad = split_valid([gh_api.deployment_obj(d, req, clock) for d in deps], github_rules.DEPLOYMENT)
             wanted = {int(d["id"]) for d in good} | {int(i) for i in unfinished}
             statuses = []
             for d in sorted((d for d in gh_api.deployments.get(full_name.lower(), []) if d.id in wanted),
@@ -245,14 +249,14 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
                 sreq = _request(base_url, "/github", f"/repos/{owner}/{name}/deployments/{d.id}/statuses")
                 visible_s = sorted(gh_api.visible_statuses(d, clock), key=lambda s: (s.created_at, s.id), reverse=True)
                 statuses.extend(gh_api.status_obj(d, s, sreq) for s in visible_s)
-            good_s, bad_s = split_valid(statuses, "created_at")
+            good_s, bad_s = split_valid(statuses, github_rules.DEPLOYMENT_STATUS)
             hwm = max([hwm] * (hwm is not None) + [parse_time(d["created_at"]) for d in good], default=None)
             with wh.transaction(con):
                 for r, rule, reason in bad + bad_s:
-                    ingest.quarantine(con, source=GITHUB, stream="deployments", record=r, rule=rule, reason=reason,
+                    quarantine(con, source=GITHUB, stream="deployments", record=r, rule=rule, reason=reason,
                                       run_id=run_id)
-                wh.upsert_raw(con, "github_deployments", good, run_id=run_id, fetched_at=now, extra={"repo": full_name})
-                wh.upsert_raw(con, "github_deployment_statuses", good_s, run_id=run_id, fetched_at=now,
+                upsert_raw(con, "github_deployments", good, run_id=run_id, fetched_at=now, extra={"repo": full_name})
+                upsert_raw(con, "github_deployment_statuses", good_s, run_id=run_id, fetched_at=now,
                               extra={"repo": full_name})
                 if hwm is not None:
                     wh.set_high_water_mark(con, GITHUB, stream, hwm, run_id)
@@ -269,13 +273,13 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
                 view = gh_api.pull_view(p, clock)
                 if view["state"] == "closed" and view["updated_at"] >= since:
                     pulls.append(gh_api.pull_obj(p, req, clock))
-            good, bad = split_valid(pulls, "updated_at")
+            good, bad = split_valid(pulls, github_rules.PULL_REQUEST)
             hwm = max([hwm] * (hwm is not None) + [parse_time(p["updated_at"]) for p in good], default=None)
             with wh.transaction(con):
                 for r, rule, reason in bad:
-                    ingest.quarantine(con, source=GITHUB, stream="pull_requests", record=r, rule=rule, reason=reason,
+                    quarantine(con, source=GITHUB, stream="pull_requests", record=r, rule=rule, reason=reason,
                                       run_id=run_id)
-                wh.upsert_raw(con, "github_pull_requests", good, run_id=run_id, fetched_at=now,
+                upsert_raw(con, "github_pull_requests", good, run_id=run_id, fetched_at=now,
                               extra={"repo": full_name})
                 if hwm is not None:
                     wh.set_high_water_mark(con, GITHUB, stream, hwm, run_id)

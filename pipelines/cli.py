@@ -87,7 +87,7 @@ def run_backfill(since: str, until: str | None = None, *, window_days: int = 7, 
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from pipelines.backfill import BackfillRange
+    from pipelines.ingest.runner import BackfillRange
 
     try:
         rng = BackfillRange.parse(args.since, args.until, now=datetime.now(timezone.utc), window_days=args.window_days)
@@ -179,6 +179,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from emulator.generator import GeneratorConfig, generate_organisation
     from emulator.server import EmulatorServer
+    from pipelines.connectors.github import resource as github_resource
+    from pipelines.connectors.pagerduty import resource as pagerduty_resource
 
     data_dir = Path(config.env(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR)).resolve()
     demo_dir = data_dir / "demo"
@@ -213,10 +215,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"emulator serving {len(org.incidents)} incidents and {len(org.deployments)} deployments at {srv.base_url}",
               flush=True)
         os.environ.update({
-            config.ENV_PAGERDUTY_URL: srv.pagerduty_url,
-            config.ENV_PAGERDUTY_TOKEN: DEMO_PAGERDUTY_TOKEN,
-            config.ENV_GITHUB_URL: srv.github_url,
-            config.ENV_GITHUB_TOKEN: DEMO_GITHUB_TOKEN,
+            pagerduty_resource.ENV_URL: srv.pagerduty_url,
+            pagerduty_resource.ENV_TOKEN: DEMO_PAGERDUTY_TOKEN,
+            github_resource.ENV_URL: srv.github_url,
+            github_resource.ENV_TOKEN: DEMO_GITHUB_TOKEN,
             config.ENV_OWNERSHIP: str(ownership_path),
             config.ENV_DATA_DIR: str(data_dir),
         })

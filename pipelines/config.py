@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_PAGERDUTY_API_URL = "https://api.pagerduty.com"
-DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_OWNERSHIP = "./ownership.yaml"
 DEFAULT_SCHEDULE = "0 2 * * *"  # 02:00 UTC every night
@@ -21,25 +19,26 @@ DEFAULT_HISTORY_DAYS = 730  # the first full load reads two years back
 # this pool at limit 1 and granularity "run" (deploy/dagster.yaml), a second run waits in the queue
 # until the first ends instead of failing on the file lock.
 WAREHOUSE_POOL = "incident_metrics_warehouse"
-DEFAULT_GITHUB_DEPLOYMENTS_API = "graphql"  # or "rest" (GitHub Enterprise Server without GraphQL)
 
-ENV_PAGERDUTY_URL = "PAGERDUTY_API_URL"
-ENV_PAGERDUTY_TOKEN = "PAGERDUTY_API_TOKEN"
-ENV_GITHUB_URL = "GITHUB_API_URL"
-ENV_GITHUB_TOKEN = "GITHUB_TOKEN"
 ENV_OWNERSHIP = "INCIDENT_METRICS_OWNERSHIP"
 ENV_DATA_DIR = "INCIDENT_METRICS_DATA_DIR"
 ENV_SCHEDULE = "INCIDENT_METRICS_SCHEDULE"
 ENV_PRODUCTION_ENVIRONMENT = "INCIDENT_METRICS_PRODUCTION_ENVIRONMENT"
 ENV_HISTORY_DAYS = "INCIDENT_METRICS_HISTORY_DAYS"
-ENV_PAGERDUTY_ANALYTICS = "INCIDENT_METRICS_PAGERDUTY_ANALYTICS"
-ENV_GITHUB_DEPLOYMENTS_API = "INCIDENT_METRICS_GITHUB_DEPLOYMENTS_API"
 
 
 def env(name: str, default: str) -> str:
     """An environment variable, treating an empty value as unset."""
     value = os.environ.get(name, "")
     return value if value.strip() else default
+
+
+def setting(name: str, default: str):
+    """A non-secret setting of a Dagster resource: read through ``dg.EnvVar`` when set (so the UI
+    shows where it came from), else the documented default."""
+    import dagster as dg
+
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
 
 
 @dataclass(frozen=True)

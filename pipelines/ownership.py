@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
+from pipelines import warehouse as wh
 from pipelines.errors import UserFacingError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -448,3 +449,15 @@ def _backstage_hint(message: str, team_docs, component_docs) -> str:
         if any(n and repr(n) in detail for n in names):
             return f"{source}:{line}: {detail}"
     return message
+
+
+def load_ownership_tables(con, ownership: Ownership) -> dict[str, int]:
+    """Rewrite raw.ownership_* from the validated ownership file, all three tables at once."""
+    with wh.transaction(con):
+        return {
+            "ownership_teams": wh.replace_frame(con, "raw", "ownership_teams", ownership.teams_frame()),
+            "ownership_service_owners": wh.replace_frame(con, "raw", "ownership_service_owners",
+                                                         ownership.service_owners_frame()),
+            "ownership_service_repos": wh.replace_frame(con, "raw", "ownership_service_repos",
+                                                        ownership.service_repos_frame()),
+        }

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pipelines.records import DEPLOYMENT_STATES, EARLIEST_PLAUSIBLE, FUTURE_TOLERANCE, INCIDENT_STATUSES
+from pipelines.connectors.github.records import DEPLOYMENT_STATES
+from pipelines.connectors.pagerduty.records import INCIDENT_STATUSES
+from pipelines.records import EARLIEST_PLAUSIBLE, FUTURE_TOLERANCE
 from pipelines.warehouse import table_references
 
 if TYPE_CHECKING:

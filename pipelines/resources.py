@@ -1,8 +1,9 @@
-"""Dagster resources: the PagerDuty and GitHub clients, the warehouse, the ownership file.
+"""Dagster resources of the core: the warehouse and the ownership file (each connector has its own,
+in ``pipelines/connectors/<name>/resource.py``).
 
 Secrets come in through ``dg.EnvVar`` (resolved at run time, never shown in the UI); see
 ``definitions.py``. Each resource only builds a plain-Python object; the work happens in
-``pipelines/ingest.py`` and friends so tests can call it without Dagster.
+``pipelines/ingest/`` and friends so tests can call it without Dagster.
 """
 
 from __future__ import annotations
@@ -20,68 +21,8 @@ from pydantic import PrivateAttr
 
 from pipelines import warehouse as wh
 from pipelines.config import DataPaths
-from pipelines.ingest import SyncSettings
+from pipelines.ingest.runner import SyncSettings
 from pipelines.ownership import Ownership, load_ownership
-
-
-class PagerDutyResource(dg.ConfigurableResource):
-    """PagerDuty REST API v2 (``PAGERDUTY_API_URL``, ``PAGERDUTY_API_TOKEN``)."""
-
-    api_url: str = "https://api.pagerduty.com"
-    api_token: str
-    ca_bundle: Optional[str] = None
-    rate_per_minute: int = 900  # below PagerDuty's 960 a minute per token
-    # Requests in flight at most; None = enough for rate_per_minute (4 at 900 a minute, more for a raised limit).
-    concurrency: Optional[int] = None
-    timeout_seconds: float = 30.0
-    # Also read POST /analytics/raw/incidents into raw.pagerduty_analytics_incidents (pipelines/analytics_sync.py);
-    # on 402/403/404 it falls back to incidents plus log entries (which always run).
-    use_analytics: bool = False
-
-    def client(self):
-        from pipelines.sources.pagerduty import PagerDutyClient
-
-        return PagerDutyClient(
-            self.api_url.rstrip("/"),
-            self.api_token,
-            ca_bundle=self.ca_bundle or None,
-            rate_per_minute=self.rate_per_minute,
-            concurrency=self.concurrency,
-            timeout=self.timeout_seconds,
-        )
-
-
-class GitHubResource(dg.ConfigurableResource):
-    """GitHub REST and GraphQL APIs (``GITHUB_API_URL``, ``GITHUB_TOKEN``); GitHub Enterprise:
-    https://HOST/api/v3 (GraphQL then at https://HOST/api/graphql)."""
-
-    api_url: str = "https://api.github.com"
-    token: str
-    ca_bundle: Optional[str] = None
-    concurrency: int = 4  # requests in flight, and repos read at once
-    timeout_seconds: float = 30.0
-    # How deployments and their statuses are read: "graphql" (100 deployments with their statuses a
-    # request) or "rest" (plus one request per deployment; for a GitHub Enterprise Server without
-    # GraphQL, or a token refused there). None: INCIDENT_METRICS_GITHUB_DEPLOYMENTS_API, else graphql.
-    deployments_api: Optional[str] = None
-
-    def resolved_deployments_api(self) -> str:
-        from pipelines import config
-
-        value = self.deployments_api or config.env(config.ENV_GITHUB_DEPLOYMENTS_API, config.DEFAULT_GITHUB_DEPLOYMENTS_API)
-        return value.strip().lower()
-
-    def client(self):
-        from pipelines.sources.github import GitHubClient
-
-        return GitHubClient(
-            self.api_url.rstrip("/"),
-            self.token,
-            ca_bundle=self.ca_bundle or None,
-            concurrency=self.concurrency,
-            timeout=self.timeout_seconds,
-            deployments_api=self.resolved_deployments_api(),
-        )
 
 
 class OwnershipResource(dg.ConfigurableResource):

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: schemas, SQL files, raw upserts, sync bookmarks and the analyst snapshot.
+"""The DuckDB warehouse: schemas, SQL files, table builds, sync bookmarks and the analyst snapshot.
 
 Layout: ``sql/<schema>/<table>.sql``. Files under ``sql/raw`` and ``sql/quarantine`` are DDL
 (``create table if not exists``); files under ``sql/staging`` and ``sql/marts`` are a single
@@ -26,6 +26,8 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMAS = ("raw", "staging", "marts", "quarantine")
 _REF = re.compile(r"\b(raw|staging|marts|quarantine)\.([a-z_][a-z0-9_]*)\b")
 _COLUMN_DOC = re.compile(r"^--\s+([a-z_][a-z0-9_]*):\s+(.+)$")
+# "--! incremental: <staging key column> = <SQL of the raw id>": see IncrementalSource
+_INCREMENTAL = re.compile(r"^--!\s*incremental:\s*([a-z_][a-z0-9_]*)\s*=\s*(.+?)\s*$")
 
 
 # ----------------------------------------------------------------------------------- SQL files
@@ -48,7 +50,7 @@ class SqlFile:
         for line in self.text.splitlines():
             if not line.startswith("--"):
                 break
-            if not _COLUMN_DOC.match(line):
+            if not _COLUMN_DOC.match(line) and not line.startswith("--!"):
                 lines.append(line[2:].strip())
         return "\n".join(lines).strip()
 
@@ -62,6 +64,22 @@ class SqlFile:
             if m:
                 docs[m.group(1)] = m.group(2).strip()
         return docs
+
+    @property
+    def incremental(self) -> "IncrementalSource | None":
+        """How this staging table is built incrementally, from its ``--! incremental:`` line (None:
+        built in full every time). Its one raw table is the one its SQL reads."""
+        for line in self.text.splitlines():
+            if not line.startswith("--"):
+                break
+            m = _INCREMENTAL.match(line)
+            if m:
+                raws = [t for schema, t in self.references if schema == "raw"]
+                if len(raws) != 1 or len(self.references) != 1:
+                    raise ValueError(f"sql/{self.schema}/{self.table}.sql: an incremental table reads exactly one "
+                                     f"raw table, not {self.references}")
+                return IncrementalSource(raws[0], m.group(1), m.group(2))
+        return None
 
     @property
     def references(self) -> list[tuple[str, str]]:
@@ -172,11 +190,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 def build_table(con: duckdb.DuckDBPyConnection, f: SqlFile) -> int:
     """Materialise a staging/marts SQL file as a table, document it, and return its row count.
 
-    The staging tables typed one-to-one from a raw JSON table (``INCREMENTAL_STAGING``) are
-    brought up to date incrementally after their first build: only the raw rows written since the
-    last build are parsed again (see :func:`build_staging_incremental`)."""
-    if f.schema == "staging" and f.table in INCREMENTAL_STAGING:
-        return build_staging_incremental(con, f, INCREMENTAL_STAGING[f.table])
+    The staging tables typed one-to-one from a raw JSON table (an ``--! incremental:`` line in
+    their SQL) are brought up to date incrementally after their first build: only the raw rows
+    written since the last build are parsed again (see :func:`build_staging_incremental`)."""
+    incremental = f.incremental if f.schema == "staging" else None
+    if incremental is not None:
+        return build_staging_incremental(con, f, incremental)
     query = f.text.strip().rstrip(";")
     with transaction(con):
         con.execute(f"create or replace table {f.schema}.{f.table} as\n{query}")
@@ -190,22 +209,14 @@ def build_table(con: duckdb.DuckDBPyConnection, f: SqlFile) -> int:
 @dataclass(frozen=True)
 class IncrementalSource:
     """A staging table whose SQL types each row of one raw JSON table into one row (no joins, no
-    aggregation), keyed by a column computed from the raw id alone."""
+    aggregation), keyed by a column computed from the raw id alone. Its SQL file says so in a line
+    of its header: ``--! incremental: incident_id = id``."""
 
     raw_table: str  # raw.<raw_table>: id, payload, fetched_at, run_id (+ constant columns)
     key: str  # the staging column identifying a row
     key_of_id: str  # SQL expression of that column from the raw table's ``id``
 
 
-INCREMENTAL_STAGING: dict[str, IncrementalSource] = {
-    "stg_pagerduty__incidents": IncrementalSource("pagerduty_incidents", "incident_id", "id"),
-    "stg_pagerduty__log_entries": IncrementalSource("pagerduty_log_entries", "log_entry_id", "id"),
-    "stg_github__deployments": IncrementalSource("github_deployments", "deployment_id", "try_cast(id as bigint)"),
-    "stg_github__deployment_statuses": IncrementalSource("github_deployment_statuses", "status_id",
-                                                         "try_cast(id as bigint)"),
-    "stg_github__pull_requests": IncrementalSource("github_pull_requests", "pull_request_id",
-                                                   "try_cast(id as bigint)"),
-}
 BUILD_STATE = "build_state"  # bookkeeping of the incremental builds; not part of the analyst snapshot
 INCREMENTAL_ID_LIST_MAX = 5_000  # up to this many raw rows re-typed, they are selected by a list of ids
 STATE_LAYOUT = "versions-and-keys-1"  # part of the fingerprint: a new layout of the state rebuilds in full
@@ -215,7 +226,7 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, f: SqlFile, src: I
     """Bring ``staging.<table>`` up to date with ``raw.<src.raw_table>`` parsing only what changed.
 
     A raw row's version is its ``(fetched_at, run_id)``: the ingest rewrites both whenever the
-    payload changes (``upsert_raw``). ``build_state.<table>`` holds the version of every raw row the
+    payload changes (``pipelines/ingest/raw.py``). ``build_state.<table>`` holds the version of every raw row the
     staging table was built from, and ``build_state.staging_builds`` a fingerprint of the SQL. When
     the table, its state or the fingerprint is missing or different, the table is built in full
     (as every other SQL table is); otherwise the staging rows of raw rows that are new, rewritten or
@@ -349,66 +360,6 @@ def register(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> 
     so finish it first (the statements before this one were all writes)."""
     con.complete()
     con.register(name, frame)
-
-
-@dataclass
-class UpsertResult:
-    received: int = 0  # records handed in (after de-duplication within the batch)
-    changed: int = 0  # rows inserted or updated
-
-    def __iadd__(self, other: "UpsertResult") -> "UpsertResult":
-        self.received += other.received
-        self.changed += other.changed
-        return self
-
-
-def upsert_raw(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    records: Iterable[dict],
-    *,
-    run_id: str,
-    fetched_at: datetime,
-    id_of=lambda r: r["id"],
-    extra: dict[str, str] | None = None,
-) -> UpsertResult:
-    """Insert or update ``raw.<table>`` rows by id; unchanged records keep their row as it was.
-
-    ``extra`` adds constant columns (e.g. ``{"repo": "acme/api"}``). Within one batch the last
-    version of an id wins. The caller owns the transaction.
-    """
-    latest: dict[str, str] = {}
-    for record in records:
-        latest[str(id_of(record))] = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if not latest:
-        return UpsertResult()
-    frame = pd.DataFrame({"id": list(latest), "payload": list(latest.values())})
-    extra = extra or {}
-    for column, value in extra.items():
-        frame[column] = value
-    frame["run_id"] = run_id
-    frame["fetched_at"] = fetched_at
-    columns = ["id", *extra, "payload", "fetched_at", "run_id"]
-    select = ", ".join("payload::json" if c == "payload" else c for c in columns)
-    changed_before = con.execute(
-        f"select count(*) from raw.{table} where run_id = ?", [run_id]
-    ).fetchone()[0]
-    register(con, "incoming_records", frame[columns])
-    try:
-        con.execute(
-            f"""
-            insert into raw.{table} ({", ".join(columns)})
-            select {select} from incoming_records
-            on conflict (id) do update set
-                payload = excluded.payload, fetched_at = excluded.fetched_at, run_id = excluded.run_id
-                {''.join(f', {c} = excluded.{c}' for c in extra)}
-            where {table}.payload::varchar <> excluded.payload::varchar
-            """
-        )
-    finally:
-        con.unregister("incoming_records")
-    changed_after = con.execute(f"select count(*) from raw.{table} where run_id = ?", [run_id]).fetchone()[0]
-    return UpsertResult(received=len(latest), changed=int(changed_after - changed_before))
 
 
 def replace_frame(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame) -> int:

@@ -19,7 +19,9 @@ import duckdb
 from emulator.model import (
     Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team, User,
 )
-from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+from pipelines.connectors.github.resource import GitHubResource
+from pipelines.connectors.pagerduty.resource import PagerDutyResource
+from pipelines.resources import OwnershipResource, WarehouseResource
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = timezone.utc
@@ -169,7 +171,7 @@ class FastPagerDuty(PagerDutyResource):
     """The real client, with retries that do not sleep (the tests' faults are retried in ms)."""
 
     def client(self):
-        from pipelines.sources.pagerduty import PagerDutyClient
+        from pipelines.connectors.pagerduty.client import PagerDutyClient
 
         return PagerDutyClient(self.api_url.rstrip("/"), self.api_token, rate_per_minute=None,
                                concurrency=self.concurrency, timeout=self.timeout_seconds, sleep=lambda s: None)
@@ -177,7 +179,7 @@ class FastPagerDuty(PagerDutyResource):
 
 class FastGitHub(GitHubResource):
     def client(self):
-        from pipelines.sources.github import GitHubClient
+        from pipelines.connectors.github.client import GitHubClient
 
         return GitHubClient(self.api_url.rstrip("/"), self.token, concurrency=self.concurrency,
                             timeout=self.timeout_seconds, sleep=lambda s: None)
@@ -267,7 +269,7 @@ def cli(args: list[str], env: dict[str, str], *, fast_retries: bool = True, time
         ) -> subprocess.CompletedProcess:
     """``incident-metrics ARGS`` in a fresh process. ``fast_retries`` only shortens the HTTP backoff
     (0.5 s base) to 1 ms so that a run against a dead port gives up in well under a second."""
-    prelude = ("import pipelines.sources.http as h; h.HttpClient.__init__.__kwdefaults__['backoff_base'] = 0.001; "
+    prelude = ("import pipelines.http as h; h.HttpClient.__init__.__kwdefaults__['backoff_base'] = 0.001; "
                if fast_retries else "")
     code = prelude + f"from pipelines.cli import main; raise SystemExit(main({args!r}))"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -57,7 +57,9 @@ def start_emulator(org: Organisation):
 
 
 def resources(srv, data_dir: Path, ownership_path: Path, *, history_days: int = 730) -> dict[str, Any]:
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     return {
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN),

@@ -415,7 +415,9 @@ def materialize_markup_warehouse(tmp: Path) -> Path:
     from assets.snapshot import analytics_snapshot
     from pipelines.definitions import all_assets
     from emulator.server import EmulatorServer
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     org = markup_organisation()
     ownership = tmp / "ownership.yaml"

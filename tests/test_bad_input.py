@@ -239,7 +239,8 @@ def test_deployment_state_and_environment_outside_the_allowed_sets(dirty):
 def test_a_persistent_html_answer_fails_clearly_and_writes_nothing(dirty, tmp_path):
     """A proxy answering HTML for good: the client retries, then the asset fails naming the endpoint;
     its transaction never started, so the warehouse is exactly as before."""
-    from assets.ingest_pagerduty import pagerduty_incidents
+    from assets.raw import asset_of
+    pagerduty_incidents = asset_of("pagerduty", "incidents")
 
     data = tmp_path / "data"
     shutil.copytree(dirty["data"], data, symlinks=True)

@@ -56,19 +56,13 @@ def pause(point):
         time.sleep(600)  # the test kills us here
 
 
-from pipelines import ingest
-if os.environ.get("KILL_TEST_INCIDENT_BATCH"):  # incidents staged in small batches
-    ingest.sync_pagerduty_incidents.__kwdefaults__["batch_size"] = int(os.environ["KILL_TEST_INCIDENT_BATCH"])
+from pipelines.ingest import contract
+from pipelines.ingest.raw import Staging
+if os.environ.get("KILL_TEST_INCIDENT_BATCH"):  # records handed over (and staged) in small batches
+    contract.BATCH_SIZE = int(os.environ["KILL_TEST_INCIDENT_BATCH"])
 
-_upsert = wh.upsert_raw
-def upsert_raw(con, table, records, **kw):
-    result = _upsert(con, table, records, **kw)
-    pause(f"upsert:{table}")  # inside the step's transaction: written, not committed
-    return result
-wh.upsert_raw = upsert_raw
-
-# history streams: staged batch by batch (GitHub: repo by repo), then merged into raw in one transaction
-_merge, _stage, _staged = ingest._Staging.merge, ingest._Staging.add, {}
+# every stream: staged batch by batch (GitHub: repo by repo), then merged into raw in one transaction
+_merge, _stage, _staged = Staging.merge, Staging.add, {}
 def merge(self, **kw):
     result = _merge(self, **kw)
     pause(f"upsert:{self.table}")  # inside the step's transaction: written, not committed
@@ -77,7 +71,7 @@ def stage(self, records, **extra):
     _stage(self, records, **extra)
     _staged[self.table] = _staged.get(self.table, 0) + 1
     pause(f"stage:{self.table}#{_staged[self.table]}")  # the n-th batch staged, pages still coming
-ingest._Staging.merge, ingest._Staging.add = merge, stage
+Staging.merge, Staging.add = merge, stage
 
 _comment = wh.comment_table
 def comment_table(con, schema, table, *args, **kw):

@@ -97,7 +97,9 @@ def emulator():
 
 
 def _resources(srv, data_dir: Path, ownership_path: Path):
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     return {
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN),
@@ -241,9 +243,10 @@ def test_statistics_marts_say_insufficient_data_for_a_tiny_team(warehouse_after_
 
 def test_log_entries_written_in_batches_equal_one_batch(emulator, tmp_path):
     """Batches bound memory on big backfills; they must not change what lands (23 entries, batches of 2)."""
-    from pipelines import ingest
     from pipelines import warehouse as wh
-    from pipelines.sources.pagerduty import PagerDutyClient
+    from pipelines.connectors import connector
+    from pipelines.connectors.pagerduty.client import PagerDutyClient
+    from pipelines.ingest.runner import SyncSettings, run_stream
 
     now = datetime.now(UTC)
     contents = []
@@ -251,9 +254,8 @@ def test_log_entries_written_in_batches_equal_one_batch(emulator, tmp_path):
         con = wh.connect(tmp_path / f"w{batch_size}.duckdb")
         wh.ensure_schemas(con)
         with PagerDutyClient(emulator.pagerduty_url, PD_TOKEN) as client:
-            result = ingest.sync_pagerduty_log_entries(con, client, run_id="r", now=now,
-                                                       settings=ingest.SyncSettings(history_days=1000),
-                                                       batch_size=batch_size)
+            result = run_stream(con, client, connector("pagerduty").stream("log_entries"), run_id="r", now=now,
+                                settings=SyncSettings(history_days=1000), batch_size=batch_size)["pagerduty_log_entries"]
         assert (result.received, result.changed, result.quarantined) == (23, 23, 0)
         contents.append((con.execute("select id, payload from raw.pagerduty_log_entries order by id").fetchall(),
                          con.execute("select high_water_mark from raw.sync_state").fetchall()))

@@ -13,7 +13,7 @@ import requests
 from emulator.faults import FaultRule, Faults
 from emulator.model import Deployment, DeploymentStatus
 from emulator.server import EmulatorServer
-from pipelines.sources.github import database_id_from_node_id
+from pipelines.connectors.github.client import database_id_from_node_id
 from tests.emulator_helpers import GH_HEADERS, GH_TOKEN, t, tiny_org
 
 DEPLOYMENT_FIELDS = """
@@ -300,7 +300,7 @@ def test_faults_apply_to_the_graphql_route(serve):
 
 
 def test_in_process_execution_answers_as_the_endpoint_without_spending_points(serve):
-    from pipelines.sources.github import DEPLOYMENTS_QUERY, STATUSES_PER_DEPLOYMENT
+    from pipelines.connectors.github.client import DEPLOYMENTS_QUERY, STATUSES_PER_DEPLOYMENT
 
     srv = serve(big_org(5))
     variables = {"owner": "acme", "name": "payments-api", "first": 100, "after": None,

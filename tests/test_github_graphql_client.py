@@ -13,14 +13,14 @@ import requests
 
 from emulator.model import Deployment, DeploymentStatus, Repo
 from emulator.server import EmulatorServer
-from pipelines.sources.github import (
+from pipelines.connectors.github.client import (
     GitHubClient,
     database_id_from_node_id,
     graphql_url,
     status_from_graphql,
     surrogate_id,
 )
-from pipelines.sources.http import ApiError, AuthError
+from pipelines.http import ApiError, AuthError
 from tests.emulator_helpers import GH_HEADERS, GH_TOKEN, t, tiny_org
 
 ROUTE = "github POST /graphql"

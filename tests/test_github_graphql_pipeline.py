@@ -15,9 +15,11 @@ import pytest
 from pipelines import warehouse as wh
 from emulator.faults import Faults
 from emulator.server import EmulatorServer
-from pipelines.ingest import BATCH_FIRST, BATCH_REPOS, SyncSettings, sync_github_deployments, sync_github_pull_requests
+from pipelines.connectors import connector
+from pipelines.connectors.github.streams import BATCH_FIRST, BATCH_REPOS
+from pipelines.ingest.runner import SyncSettings, run_stream
 from pipelines.records import parse_time
-from pipelines.sources.github import GitHubClient
+from pipelines.connectors.github.client import GitHubClient
 from tests.incremental_helpers import (
     GH_TOKEN,
     PD_TOKEN,
@@ -45,7 +47,9 @@ REST_ONLY = {
 
 def _night(srv, data_dir, ownership, api: str) -> dict:
     from pipelines.definitions import all_assets
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     srv.reset_stats()
     resources = {
@@ -174,7 +178,7 @@ def test_requests_drop_to_one_per_100_deployments_of_each_repo(runs):
 
 
 def test_the_setting_picks_the_api(monkeypatch):
-    from pipelines.resources import GitHubResource
+    from pipelines.connectors.github.resource import GitHubResource
 
     monkeypatch.delenv("INCIDENT_METRICS_GITHUB_DEPLOYMENTS_API", raising=False)
     assert GitHubResource(token="t0ken").client().deployments_api == "graphql"
@@ -202,12 +206,13 @@ def test_repos_are_read_concurrently_and_each_gets_its_bookmark(tmp_path, api):
             wh.ensure_schemas(con)
             client = GitHubClient(srv.github_url, GH_TOKEN, concurrency=workers, deployments_api=api)
             srv.reset_stats()
-            deployments, _ = sync_github_deployments(con, client, repos, run_id=f"r{workers}", now=srv.now(),
-                                                     settings=SyncSettings())
+            github = connector("github")
+            deployments = run_stream(con, client, github.stream("deployments"), repos=repos, run_id=f"r{workers}",
+                                     now=srv.now(), settings=SyncSettings())["github_deployments"]
             at_once = [srv.stats()["most_in_flight"]["github"]]
             srv.reset_stats()
-            pulls = sync_github_pull_requests(con, client, repos, run_id=f"r{workers}", now=srv.now(),
-                                              settings=SyncSettings())
+            pulls = run_stream(con, client, github.stream("pull_requests"), repos=repos, run_id=f"r{workers}",
+                               now=srv.now(), settings=SyncSettings())["github_pull_requests"]
             at_once.append(srv.stats()["most_in_flight"]["github"])
             streams = {r[0] for r in con.execute("select stream from raw.sync_state").fetchall()}
             assert streams == {f"deployments:{r}" for r in repos} | {f"pull_requests:{r}" for r in repos}

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipelines.ingest import BATCH_FIRST, BATCH_REPOS
+from pipelines.connectors.github.streams import BATCH_FIRST, BATCH_REPOS
 from pipelines.records import parse_time
 from tests.incremental_helpers import (
     deployment_in_flight,

@@ -11,12 +11,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines import ingest
 from pipelines import warehouse as wh
-from pipelines.sources.pagerduty import PagerDutyClient
+from pipelines.connectors import connector
+from pipelines.connectors.pagerduty.records import quarantine_inconsistent
+from pipelines.connectors.pagerduty.streams import LOG_ENTRY_FIELDS
+from pipelines.ingest.raw import Staging, upsert_raw
+from pipelines.ingest.runner import SyncSettings, run_stream
+from pipelines.connectors.pagerduty.client import PagerDutyClient
 from tests.incremental_helpers import PD_TOKEN, small_org, start_emulator
 
 UTC = timezone.utc
+INCIDENTS = connector("pagerduty").stream("incidents")
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +44,8 @@ def _two_nights(srv, db, batch_size: int, now: datetime) -> dict:
             for advance in (0, 2):
                 srv.advance(timedelta(days=advance))
                 srv.reset_stats()
-                r = ingest.sync_pagerduty_incidents(con, client, run_id=f"night+{advance}",
-                                                    now=now + timedelta(minutes=advance),
-                                                    settings=ingest.SyncSettings(history_days=1000),
-                                                    batch_size=batch_size)
+                r = run_stream(con, client, INCIDENTS, run_id=f"night+{advance}", now=now + timedelta(minutes=advance),
+                               settings=SyncSettings(history_days=1000), batch_size=batch_size)["pagerduty_incidents"]
                 results.append((r.received, r.changed, r.quarantined, r.high_water_mark, r.window_start))
                 reread.append(srv.stats()["by_route"].get("pagerduty GET /incidents/{id}", {}).get("requests", 0))
         state = {
@@ -104,9 +107,8 @@ def test_incidents_still_open_are_reread_concurrently_and_in_order(srv, tmp_path
             with CountingClient(srv.pagerduty_url, PD_TOKEN, rate_per_minute=None, concurrency=workers) as client:
                 for advance in (0, 2):
                     srv.advance(timedelta(days=advance))
-                    ingest.sync_pagerduty_incidents(con, client, run_id=f"night+{advance}",
-                                                    now=now + timedelta(minutes=advance),
-                                                    settings=ingest.SyncSettings(history_days=1000))
+                    run_stream(con, client, INCIDENTS, run_id=f"night+{advance}", now=now + timedelta(minutes=advance),
+                               settings=SyncSettings(history_days=1000))
             states[workers] = (client.most_in_flight, len(client.asked), con.execute(
                 "select id, payload::varchar, run_id from raw.pagerduty_incidents order by id").fetchall())
             con.close()
@@ -126,7 +128,7 @@ def test_staging_merges_as_an_upsert_by_id(tmp_path):
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     try:
         def run(run_id, *batches):
-            with ingest._Staging(con, "pagerduty_incidents") as staging:
+            with Staging(con, "pagerduty_incidents") as staging:
                 for batch in batches:
                     staging.add(batch)
                 with wh.transaction(con):
@@ -153,7 +155,6 @@ def test_ack_rule_reads_this_runs_entries_from_the_staging_with_the_same_result(
     """quarantine_inconsistent with this run's entries staged (their JSON not parsed again) moves
     exactly the acknowledgements the plain rule moves: this run's, and older ones of this run's
     incidents, with resolves from either."""
-    from pipelines import records
     from tests.factories import pd_incident, pd_log_entry
 
     old_entries = [pd_log_entry("L1", "I1", "acknowledge", "2025-05-01T09:59:00Z"),  # older run, I1 re-read now
@@ -172,20 +173,20 @@ def test_ack_rule_reads_this_runs_entries_from_the_staging_with_the_same_result(
         wh.ensure_schemas(con)
         try:
             with wh.transaction(con):
-                wh.upsert_raw(con, "pagerduty_incidents",
+                upsert_raw(con, "pagerduty_incidents",
                               [pd_incident("I3", "S1", "2025-05-03T09:00:00Z", resolved="2025-05-03T10:00:00Z")],
                               run_id="old", fetched_at=now)
-                wh.upsert_raw(con, "pagerduty_log_entries", old_entries, run_id="old", fetched_at=now)
-            with ingest._Staging(con, "pagerduty_log_entries", log_entry_fields=True) as staging:
+                upsert_raw(con, "pagerduty_log_entries", old_entries, run_id="old", fetched_at=now)
+            with Staging(con, "pagerduty_log_entries", fields=LOG_ENTRY_FIELDS) as staging:
                 staging.add(new_entries)
                 with wh.transaction(con):
-                    wh.upsert_raw(con, "pagerduty_incidents", [
+                    upsert_raw(con, "pagerduty_incidents", [
                         pd_incident("I1", "S1", "2025-05-01T10:00:00Z", resolved="2025-05-01T11:00:00Z"),
                         pd_incident("I2", "S1", "2025-05-02T10:00:00Z", status="acknowledged"),
                         pd_incident("I4", "S1", "2025-05-04T08:00:00Z", status="acknowledged")],
                         run_id="new", fetched_at=now)
                     staging.merge(run_id="new", fetched_at=now)
-                    n = records.quarantine_inconsistent(
+                    n = quarantine_inconsistent(
                         con, run_id="new", staged_entries=f"temp.{staging.name}" if staged else None)
             outcomes.append((n, con.execute("select record_id, reason from quarantine.rejected_records "
                                             "order by 1").fetchall()))
@@ -200,17 +201,15 @@ def test_ack_rule_reads_this_runs_entries_from_the_staging_with_the_same_result(
 def test_staging_caps_duckdb_memory_and_restores_the_setting_after():
     import duckdb
 
-    from pipelines import ingest
-
     con = duckdb.connect()
     limit = lambda: con.execute("select current_setting('memory_limit')").fetchone()[0]  # noqa: E731
     default = limit()
     con.execute("create schema raw")
-    with ingest._Staging(con, "pagerduty_incidents"):
+    with Staging(con, "pagerduty_incidents"):
         assert limit() != default  # the staging limit holds while records stream in
     assert limit() == default
     con.execute("set memory_limit = '2GiB'")  # a value DuckDB prints back exactly
     two_gb = limit()
-    with ingest._Staging(con, "pagerduty_incidents"):
+    with Staging(con, "pagerduty_incidents"):
         assert limit() != two_gb
     assert limit() == two_gb

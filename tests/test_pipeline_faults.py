@@ -50,7 +50,9 @@ def serve(org, faults: Faults | None = None, **kw) -> EmulatorServer:
 
 
 def run(srv: EmulatorServer, data_dir: Path, org, *, github_concurrency: int = 4) -> dg.ExecuteInProcessResult:
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     ownership = data_dir.parent / "ownership.yaml"
     if not ownership.exists():
@@ -191,7 +193,7 @@ def test_recoverable_faults_end_in_the_fault_free_warehouse(name, org, baseline,
     if "secondary" in name:
         # GitHub says "wait at least a minute" when a secondary limit gives no retry-after: record the
         # GitHub client's waits instead of sleeping through them.
-        from pipelines.resources import GitHubResource
+        from pipelines.connectors.github.resource import GitHubResource
 
         real_client = GitHubResource.client
 
@@ -320,8 +322,10 @@ def test_more_than_10000_incidents_in_one_window_arrive_once(tmp_path):
     big = Organisation(teams=[Team(id="PTEAMX1", key="core", name="Core")],
                        services=[Service(id="PSVCX01", name="core-api", owners=[OwnershipPeriod("core")])],
                        incidents=incidents, now=now)
-    from assets.ingest_pagerduty import pagerduty_incidents
-    from pipelines.resources import PagerDutyResource, WarehouseResource
+    from assets.raw import asset_of
+    pagerduty_incidents = asset_of("pagerduty", "incidents")
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import WarehouseResource
 
     with EmulatorServer(big, port=0, pagerduty_token=PD_TOKEN, rate_limit_per_minute=None) as srv:
         result = dg.materialize(

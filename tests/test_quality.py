@@ -12,9 +12,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pipelines import ingest, quality, records
+from pipelines import quality, records
 from pipelines import warehouse as wh
-from pipelines.ownership import parse_ownership
+from pipelines.connectors import connector
+from pipelines.connectors.github import records as github_rules
+from pipelines.connectors.pagerduty import records as pagerduty_rules
+from pipelines.ingest.raw import upsert_raw
+from pipelines.ownership import load_ownership_tables, parse_ownership
 from tests.factories import pd_incident, pd_log_entry
 
 UTC = timezone.utc
@@ -69,41 +73,61 @@ def _incident(**changes):
     ({"incident_key": {"k": 1}}, "wrong_type"),
 ])
 def test_incident_rules(changes, rule):
-    problem = records.validate_record(_incident(**changes), now=NOW)
+    problem = records.validate_record(_incident(**changes), pagerduty_rules.INCIDENT, now=NOW)
     assert (problem[0] if problem else None) == rule
     if problem:
         assert problem[1]  # a reason a person can read
 
 
 @pytest.mark.parametrize("record, kind, rule", [
-    (pd_log_entry("L1", "I1", "acknowledge", "2025-05-01T10:05:00Z"), records.PD_LOG_ENTRY, None),
-    (pd_log_entry("L1", "I1", "mystery", "2025-05-01T10:05:00Z"), records.PD_LOG_ENTRY, None),  # kept
+    (pd_log_entry("L1", "I1", "acknowledge", "2025-05-01T10:05:00Z"), pagerduty_rules.LOG_ENTRY, None),
+    (pd_log_entry("L1", "I1", "mystery", "2025-05-01T10:05:00Z"), pagerduty_rules.LOG_ENTRY, None),  # kept
     ({**pd_log_entry("L1", "I1", "acknowledge", "2025-05-01T10:05:00Z"), "created_at": "2025-05-01 10:05"},
-     records.PD_LOG_ENTRY, "naive_timestamp"),
+     pagerduty_rules.LOG_ENTRY, "naive_timestamp"),
     ({"id": 5, "sha": "a", "task": "deploy", "environment": "production", "created_at": "2025-05-01T10:00:00Z"},
-     records.GH_DEPLOYMENT, None),
+     github_rules.DEPLOYMENT, None),
     ({"id": "5", "sha": "a", "task": "deploy", "environment": "production", "created_at": "2025-05-01T10:00:00Z"},
-     records.GH_DEPLOYMENT, "wrong_type"),
-    ({"id": 5, "sha": "a", "task": "deploy", "created_at": "2025-05-01T10:00:00Z"}, records.GH_DEPLOYMENT,
+     github_rules.DEPLOYMENT, "wrong_type"),
+    ({"id": 5, "sha": "a", "task": "deploy", "created_at": "2025-05-01T10:00:00Z"}, github_rules.DEPLOYMENT,
      "missing_field"),
     ({"id": 9, "state": "success", "deployment_url": "https://x/deployments/5", "created_at": "2025-05-01T10:00:00Z"},
-     records.GH_DEPLOYMENT_STATUS, None),
+     github_rules.DEPLOYMENT_STATUS, None),
     ({"id": 9, "state": "exploded", "deployment_url": "https://x/deployments/5", "created_at": "2025-05-01T10:00:00Z"},
-     records.GH_DEPLOYMENT_STATUS, "unknown_value"),
+     github_rules.DEPLOYMENT_STATUS, "unknown_value"),
     ({"id": 3, "number": 1, "head": {}, "merge_commit_sha": None, "created_at": "2025-05-02T10:00:00Z",
       "updated_at": "2025-05-02T10:00:00Z", "merged_at": "2025-05-01T10:00:00Z"},
-     records.GH_PULL_REQUEST, "merged_before_created"),
-    ("not a record", None, "not_an_object"),
+     github_rules.PULL_REQUEST, "merged_before_created"),
+    ({**pd_log_entry("L1", "I1", "acknowledge", "2025-05-01T10:05:00Z"), "incident": None},
+     pagerduty_rules.LOG_ENTRY, "missing_incident"),
+    ("not a record", pagerduty_rules.INCIDENT, "not_an_object"),
 ])
-def test_rules_of_other_records_and_kind_from_shape(record, kind, rule):
-    if kind:
-        assert records.record_kind(record) == kind
-    problem = records.validate_record(record, now=NOW)
+def test_rules_of_other_records(record, kind, rule):
+    problem = records.validate_record(record, kind, now=NOW)
     assert (problem[0] if problem else None) == rule
 
 
+def test_a_record_is_judged_by_the_rules_of_the_table_its_stream_writes():
+    """No guessing from the shape: an incident so malformed that nothing in it says "incident" (no
+    type, no incident_number) still gets the incident rules, because the incidents stream's table
+    names them; under the generic rules (an id and a time) it would have passed."""
+    malformed = {"id": "I9", "created_at": "2025-05-01T10:00:00Z", "status": "snoozed",
+                 "service": {"id": "S1"}}
+    table = connector("pagerduty").stream("incidents").tables[0]
+    assert table.rules is pagerduty_rules.INCIDENT
+    assert records.validate_record(malformed, records.RecordRules("generic"), now=NOW) is None
+    good, bad = records.split_valid([malformed], table.rules, now=NOW)
+    assert good == [] and [(r["id"], rule) for r, rule, _ in bad] == [("I9", "unknown_value")]
+    # and every raw table of every stream names rules of its own kind
+    for c in (connector("pagerduty"), connector("github")):
+        for s in c.streams:
+            for t in s.tables:
+                assert t.rules.kind == t.name.removesuffix("s").replace("_entrie", "_entry").replace(
+                    "_statuse", "_status"), (t.name, t.rules.kind)
+
+
 def test_split_valid_keeps_the_good_and_names_the_rule_of_the_bad():
-    good, bad = records.split_valid([_incident(), _incident(id="I2", status="weird"), 42], "created_at", now=NOW)
+    good, bad = records.split_valid([_incident(), _incident(id="I2", status="weird"), 42], pagerduty_rules.INCIDENT,
+                                    now=NOW)
     assert [r["id"] for r in good] == ["I1"]
     assert [(b[0].get("id"), b[1]) for b in bad] == [("I2", "unknown_value"), (None, "not_an_object")]
     assert bad[1][0] == {"value": 42}  # the raw value is kept for the quarantine payload
@@ -113,15 +137,15 @@ def test_split_valid_keeps_the_good_and_names_the_rule_of_the_bad():
 def con(tmp_path):
     con = wh.connect(tmp_path / "warehouse.duckdb")
     wh.ensure_schemas(con)
-    ingest.load_ownership_tables(con, parse_ownership(OWNERSHIP))
+    load_ownership_tables(con, parse_ownership(OWNERSHIP))
     yield con
     con.close()
 
 
 def _load(con, incidents, entries):
     with wh.transaction(con):
-        wh.upsert_raw(con, "pagerduty_incidents", incidents, run_id="r1", fetched_at=NOW)
-        wh.upsert_raw(con, "pagerduty_log_entries", entries, run_id="r1", fetched_at=NOW)
+        upsert_raw(con, "pagerduty_incidents", incidents, run_id="r1", fetched_at=NOW)
+        upsert_raw(con, "pagerduty_log_entries", entries, run_id="r1", fetched_at=NOW)
 
 
 def test_acknowledgements_outside_their_incident_move_to_the_quarantine(con):
@@ -134,8 +158,8 @@ def test_acknowledgements_outside_their_incident_move_to_the_quarantine(con):
            pd_log_entry("L5", "I2", "resolve", "2025-05-02T10:30:00Z"),  # resolved by the feed only
            pd_log_entry("L6", "I2", "acknowledge", "2025-05-02T10:40:00Z")])  # after that resolve
     with wh.transaction(con):
-        assert records.quarantine_inconsistent(con, run_id="r1") == 3
-        assert records.quarantine_inconsistent(con, run_id="r1") == 0  # idempotent
+        assert pagerduty_rules.quarantine_inconsistent(con, run_id="r1") == 3
+        assert pagerduty_rules.quarantine_inconsistent(con, run_id="r1") == 0  # idempotent
     assert [r[0] for r in con.execute("select id from raw.pagerduty_log_entries order by id").fetchall()] == \
         ["L2", "L4", "L5"]
     rows = con.execute("select record_id, rule, reason, payload from quarantine.rejected_records order by 1").fetchall()
@@ -310,7 +334,7 @@ def test_a_failing_blocking_check_stops_the_marts_report_and_snapshot(tmp_path):
     data = tmp_path / "data"
     con = wh.connect(data / "warehouse.duckdb")
     wh.ensure_schemas(con)
-    ingest.load_ownership_tables(con, parse_ownership(OWNERSHIP))
+    load_ownership_tables(con, parse_ownership(OWNERSHIP))
     _load(con, [pd_incident("I1", "S1", "2025-05-01T10:00:00Z", resolved="2025-05-01T11:00:00Z"),
                 pd_incident("I2", "S1", "2025-05-02T10:00:00Z", resolved="2025-05-02T09:00:00Z"),  # resolved first
                 pd_incident("I3", "S1", "2001-05-02T10:00:00Z")],  # before 2009

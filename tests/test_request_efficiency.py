@@ -42,15 +42,17 @@ def pages(times: list[datetime], plan: list[tuple[datetime, datetime]]) -> int:
 
 @pytest.fixture(scope="module")
 def backfill(tmp_path_factory):
-    from assets import ingest_github, ingest_pagerduty, ownership
-    from pipelines.resources import GitHubResource, OwnershipResource, PagerDutyResource, WarehouseResource
+    from assets import ownership, raw
+    from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import OwnershipResource, WarehouseResource
 
     org = generate_organisation(7, GeneratorConfig(deploys_per_repo_week=0.5))
     tmp = tmp_path_factory.mktemp("efficiency")
     (tmp / "ownership.yaml").write_text(org.ownership_yaml())
-    ingest = [ownership.ownership_tables, ingest_pagerduty.pagerduty_teams, ingest_pagerduty.pagerduty_services,
-              ingest_pagerduty.pagerduty_incidents, ingest_pagerduty.pagerduty_log_entries,
-              ingest_github.github_deployments, ingest_github.github_pull_requests]
+    ingest = [ownership.ownership_tables, *(raw.asset_of("pagerduty", s) for s in ("teams", "services", "incidents",
+                                                                                    "log_entries")),
+              raw.asset_of("github", "deployments"), raw.asset_of("github", "pull_requests")]
     # Rate limits off on both sides: this test counts requests; the benchmarks measure time.
     with EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN, rate_limit_per_minute=None,
                         github_rate_limit_per_hour=1_000_000) as srv:

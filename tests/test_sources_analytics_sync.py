@@ -1,4 +1,4 @@
-"""The PagerDuty Analytics fast path (pipelines/analytics_sync.py) against the emulator."""
+"""The PagerDuty Analytics fast path (pipelines/connectors/pagerduty/streams.py) against the emulator."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ PD_TOKEN = "analytics-pd-token"
 
 
 def _materialize(srv, data_dir, use_analytics=True):
-    from assets.ingest_pagerduty import pagerduty_analytics_incidents
-    from pipelines.resources import PagerDutyResource, WarehouseResource
+    from assets.raw import asset_of
+    pagerduty_analytics_incidents = asset_of("pagerduty", "analytics_incidents")
+    from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.resources import WarehouseResource
 
     return dg.materialize([pagerduty_analytics_incidents], resources={
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN, use_analytics=use_analytics),

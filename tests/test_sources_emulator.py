@@ -18,9 +18,9 @@ from emulator.faults import FaultRule, Faults
 from emulator.generator import GeneratorConfig, generate_organisation
 from emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
 from emulator.server import EmulatorServer
-from pipelines.sources.github import GitHubClient
-from pipelines.sources.http import ApiError, AuthError, RetryBudgetExceeded
-from pipelines.sources.pagerduty import PagerDutyClient
+from pipelines.connectors.github.client import GitHubClient
+from pipelines.http import ApiError, AuthError, RetryBudgetExceeded
+from pipelines.connectors.pagerduty.client import PagerDutyClient
 
 UTC = timezone.utc
 PD_TOKEN = "pd-integration-T0KEN"

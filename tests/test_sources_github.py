@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from pipelines.sources.github import GitHubClient
-from pipelines.sources.http import ApiError, AuthError
+from pipelines.connectors.github.client import GitHubClient
+from pipelines.http import ApiError, AuthError
 
 BASE = "https://gh.example.test/api/v3"
 TOKEN = "ghp_SECRET0123456789"

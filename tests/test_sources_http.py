@@ -13,7 +13,7 @@ import pytest
 import requests
 import responses
 
-from pipelines.sources.http import (
+from pipelines.http import (
     ApiError,
     AuthError,
     HttpClient,

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from pipelines.sources.http import ApiError, AuthError
-from pipelines.sources.pagerduty import PagerDutyClient
+from pipelines.http import ApiError, AuthError
+from pipelines.connectors.pagerduty.client import PagerDutyClient
 
 BASE = "https://pd.example.test"
 TOKEN = "pd-T0KEN-abcdef"
@@ -390,7 +390,7 @@ def test_a_failing_page_in_a_thread_fails_the_iteration(rsps):
 
 
 def test_default_concurrency_follows_the_rate():
-    from pipelines.sources.pagerduty import default_concurrency
+    from pipelines.connectors.pagerduty.client import default_concurrency
 
     assert PagerDutyClient(BASE, TOKEN).concurrency == 4  # PagerDuty's own limit (900 of 960 a minute)
     assert default_concurrency(None) == 4

@@ -22,7 +22,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from pipelines import ingest
+from pipelines.ingest.raw import upsert_raw
+from pipelines.ownership import load_ownership_tables
 from pipelines import warehouse as wh
 from pipelines.ownership import parse_ownership
 from tests.factories import pd_incident, pd_log_entry
@@ -94,10 +95,10 @@ def _log_entries():
 def con(tmp_path):
     con = wh.connect(tmp_path / "warehouse.duckdb")
     wh.ensure_schemas(con)
-    ingest.load_ownership_tables(con, parse_ownership(OWNERSHIP))
+    load_ownership_tables(con, parse_ownership(OWNERSHIP))
     with wh.transaction(con):
-        wh.upsert_raw(con, "pagerduty_incidents", _incidents(), run_id=RUN, fetched_at=NOW)
-        wh.upsert_raw(con, "pagerduty_log_entries", _log_entries(), run_id=RUN, fetched_at=NOW)
+        upsert_raw(con, "pagerduty_incidents", _incidents(), run_id=RUN, fetched_at=NOW)
+        upsert_raw(con, "pagerduty_log_entries", _log_entries(), run_id=RUN, fetched_at=NOW)
     wh.build_all(con)
     yield con
     con.close()
@@ -184,8 +185,8 @@ def test_rebuilding_is_idempotent(con):
 def test_raw_upsert_keeps_unchanged_rows_and_updates_changed(con):
     changed = pd_incident("I5", "S2", "2025-05-25T00:00:00Z", resolved="2025-05-25T03:00:00Z")
     with wh.transaction(con):
-        same = wh.upsert_raw(con, "pagerduty_incidents", _incidents()[:3], run_id="run-2", fetched_at=NOW)
-        new = wh.upsert_raw(con, "pagerduty_incidents", [changed], run_id="run-2", fetched_at=NOW)
+        same = upsert_raw(con, "pagerduty_incidents", _incidents()[:3], run_id="run-2", fetched_at=NOW)
+        new = upsert_raw(con, "pagerduty_incidents", [changed], run_id="run-2", fetched_at=NOW)
     assert (same.received, same.changed) == (3, 0)
     assert (new.received, new.changed) == (1, 1)
     assert con.execute("select count(*), count(*) filter (where run_id = 'run-2') from raw.pagerduty_incidents"
@@ -226,16 +227,16 @@ def test_delivery_metrics_hand_computed(con):
     D3 is staging. PR1 merged 04-30 20:00 ships with D1 (43800 s); PR2 merged 05-02 00:00 with D2
     (216300 s); PR3 was closed unmerged; PR4 merged 05-10 has no deployment yet."""
     with wh.transaction(con):
-        wh.upsert_raw(con, "github_deployments", [
+        upsert_raw(con, "github_deployments", [
             _deployment(1, "production", "2025-05-01T08:00:00Z"),
             _deployment(2, "production", "2025-05-04T12:00:00Z"),
             _deployment(3, "staging", "2025-05-02T09:00:00Z"),
         ], run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_deployment_statuses", [
+        upsert_raw(con, "github_deployment_statuses", [
             _status(11, 1, "in_progress", "2025-05-01T08:00:00Z"), _status(12, 1, "success", "2025-05-01T08:10:00Z"),
             _status(21, 2, "success", "2025-05-04T12:05:00Z"), _status(31, 3, "success", "2025-05-02T09:01:00Z"),
         ], run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_pull_requests", [
+        upsert_raw(con, "github_pull_requests", [
             _pull(101, 1, "2025-04-29T10:00:00Z", "2025-04-30T20:00:00Z"),
             _pull(102, 2, "2025-05-01T10:00:00Z", "2025-05-02T00:00:00Z"),
             _pull(103, 3, "2025-05-01T10:00:00Z", None),
@@ -265,15 +266,15 @@ def test_a_repo_deploying_two_services_counts_each_deployment_once(con):
     ownership = parse_ownership(OWNERSHIP.replace("    name: search\n    owner: beta\n",
                                                   "    name: search\n    repos: [acme/checkout]\n    owners:\n"
                                                   "      - team: alpha\n      - team: beta\n        from: 2024-06-01\n"))
-    ingest.load_ownership_tables(con, ownership)
+    load_ownership_tables(con, ownership)
     with wh.transaction(con):
-        wh.upsert_raw(con, "github_deployments", [_deployment(i, "production", f"2025-06-02T{h:02d}:00:00Z")
+        upsert_raw(con, "github_deployments", [_deployment(i, "production", f"2025-06-02T{h:02d}:00:00Z")
                                                   for i, h in ((1, 8), (2, 10), (3, 12))],
                       run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_deployment_statuses", [_status(10 + i, i, "success", f"2025-06-02T{h:02d}:05:00Z")
+        upsert_raw(con, "github_deployment_statuses", [_status(10 + i, i, "success", f"2025-06-02T{h:02d}:05:00Z")
                                                           for i, h in ((1, 8), (2, 10), (3, 12))],
                       run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "pagerduty_incidents", [pd_incident("I20", "S2", "2025-06-02T13:00:00Z",
+        upsert_raw(con, "pagerduty_incidents", [pd_incident("I20", "S2", "2025-06-02T13:00:00Z",
                                                                resolved="2025-06-02T14:00:00Z")],
                       run_id=RUN, fetched_at=NOW)
     wh.build_all(con)
@@ -293,10 +294,10 @@ def test_a_service_listed_as_unowned_is_known_but_has_no_team(con):
     numbers, the service counts as known, and the blocking ownership checks pass."""
     from pipelines import quality
 
-    ingest.load_ownership_tables(con, parse_ownership(
+    load_ownership_tables(con, parse_ownership(
         OWNERSHIP + "  - pagerduty_service_id: S3\n    name: alert-sink\n    unowned: true\n"))
     with wh.transaction(con):
-        wh.upsert_raw(con, "pagerduty_incidents", [pd_incident("I30", "S3", "2025-05-02T10:00:00Z",
+        upsert_raw(con, "pagerduty_incidents", [pd_incident("I30", "S3", "2025-05-02T10:00:00Z",
                                                                resolved="2025-05-02T10:10:00Z")],
                       run_id=RUN, fetched_at=NOW)
     wh.build_all(con)
@@ -327,37 +328,37 @@ def test_incremental_staging_equals_a_full_build(con, monkeypatch, id_list_max):
     table exactly as a full build from scratch does (both ways of selecting the raw rows)."""
     monkeypatch.setattr(wh, "INCREMENTAL_ID_LIST_MAX", id_list_max)
     with wh.transaction(con):
-        wh.upsert_raw(con, "github_deployments", [_deployment(1, "production", "2025-05-01T08:00:00Z"),
+        upsert_raw(con, "github_deployments", [_deployment(1, "production", "2025-05-01T08:00:00Z"),
                                                   _deployment(2, "production", "2025-05-04T12:00:00Z")],
                       run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_deployment_statuses", [_status(12, 1, "success", "2025-05-01T08:10:00Z"),
+        upsert_raw(con, "github_deployment_statuses", [_status(12, 1, "success", "2025-05-01T08:10:00Z"),
                                                           _status(21, 2, "in_progress", "2025-05-04T12:01:00Z")],
                       run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_pull_requests", [_pull(101, 1, "2025-04-29T10:00:00Z", "2025-04-30T20:00:00Z")],
+        upsert_raw(con, "github_pull_requests", [_pull(101, 1, "2025-04-29T10:00:00Z", "2025-04-30T20:00:00Z")],
                       run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
     wh.build_all(con)
     assert con.execute("select count(*) from build_state.stg_pagerduty__incidents").fetchone() == (9,)
     later = datetime(2025, 5, 27, tzinfo=timezone.utc)
     with wh.transaction(con):
-        wh.upsert_raw(con, "pagerduty_incidents", [
+        upsert_raw(con, "pagerduty_incidents", [
             pd_incident("I5", "S2", "2025-05-25T00:00:00Z", resolved="2025-05-26T03:00:00Z"),  # resolved now
             pd_incident("I10", "S1", "2025-05-26T09:00:00Z", resolved="2025-05-26T09:30:00Z"),  # new
         ], run_id="run-2", fetched_at=later)
-        wh.upsert_raw(con, "pagerduty_log_entries", [pd_log_entry("L51", "I5", "resolve", "2025-05-26T03:00:00Z"),
+        upsert_raw(con, "pagerduty_log_entries", [pd_log_entry("L51", "I5", "resolve", "2025-05-26T03:00:00Z"),
                                                      pd_log_entry("L100", "I10", "acknowledge", "2025-05-26T09:04:00Z")],
                       run_id="run-2", fetched_at=later)
         con.execute("delete from raw.pagerduty_log_entries where id = 'L11'")
-        wh.upsert_raw(con, "github_deployment_statuses", [_status(22, 2, "success", "2025-05-04T12:05:00Z"),
+        upsert_raw(con, "github_deployment_statuses", [_status(22, 2, "success", "2025-05-04T12:05:00Z"),
                                                           {**_status(0, 2, "success", "2025-05-04T12:06:00Z"),
                                                            "id": "oops"},
                                                           {**_status(0, 2, "failure", "2025-05-04T12:07:00Z"),
                                                            "id": "0012"}],
                       run_id="run-2", fetched_at=later, extra={"repo": "acme/checkout"})
-        wh.upsert_raw(con, "github_pull_requests", [_pull(102, 2, "2025-05-01T10:00:00Z", "2025-05-02T00:00:00Z")],
+        upsert_raw(con, "github_pull_requests", [_pull(102, 2, "2025-05-01T10:00:00Z", "2025-05-02T00:00:00Z")],
                       run_id="run-2", fetched_at=later, extra={"repo": "acme/checkout"})
     wh.build_all(con)
     with wh.transaction(con):  # a third night: one more status (the id that did not parse stays as it was)
-        wh.upsert_raw(con, "github_deployment_statuses", [_status(23, 2, "inactive", "2025-05-27T12:00:00Z")],
+        upsert_raw(con, "github_deployment_statuses", [_status(23, 2, "inactive", "2025-05-27T12:00:00Z")],
                       run_id="run-3", fetched_at=later, extra={"repo": "acme/checkout"})
     wh.build_all(con)
     con.execute("delete from raw.pagerduty_log_entries where id = 'L23'")  # a night that only removes a row

@@ -7,6 +7,7 @@
 -- state: queued, pending, in_progress, success, failure, error or inactive
 -- created_at: when the status was set (UTC)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
+--! incremental: status_id = try_cast(id as bigint)
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select id, repo, json_extract_string(payload, ['$.deployment_url', '$.state', '$.created_at']) as f

@@ -8,6 +8,7 @@
 -- environment: the target environment name (production is configurable)
 -- created_at: when the deployment was created (UTC)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
+--! incremental: deployment_id = try_cast(id as bigint)
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select id, repo, json_extract_string(payload, ['$.sha', '$.ref', '$.environment', '$.created_at']) as f

@@ -8,6 +8,7 @@
 -- merged_at: when it was merged (UTC); null when closed without merging
 -- merge_commit_sha: the commit the merge produced
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
+--! incremental: pull_request_id = try_cast(id as bigint)
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select id, repo, json_extract_string(payload, ['$.number', '$.created_at', '$.merged_at', '$.merge_commit_sha']) as f

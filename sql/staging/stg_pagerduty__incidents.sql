@@ -13,6 +13,7 @@
 -- resolve_reason_type: merge_resolve_reason for incidents merged into another; null otherwise
 -- updated_at: PagerDuty's last-change time of the record
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
+--! incremental: incident_id = id
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select

@@ -9,6 +9,7 @@
 -- channel_type: how: api, website, timeout (an auto-resolve or ack timeout), auto, ...
 -- n_assignees: how many assignees the entry names (assign, delegate, escalate)
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
+--! incremental: log_entry_id = id
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
-from .http import ApiError, HttpClient, SourceClient
+from pipelines.http import ApiError, HttpClient, SourceClient
 
 logger = logging.getLogger("incident_metrics.sources")
 

@@ -37,7 +37,7 @@ from requests.utils import parse_header_links
 
 from pipelines.records import parse_time
 
-from .http import ApiError, AuthError, HttpClient, SourceClient
+from pipelines.http import ApiError, AuthError, HttpClient, SourceClient
 
 logger = logging.getLogger("incident_metrics.sources")
 
@@ -326,6 +326,10 @@ class GitHubClient(SourceClient):
         self.etag_cache = ETagCache()
         self.concurrency = max(1, int(concurrency))
         self.graphql_url = graphql_url(self._http.base_url)
+
+    def run_metadata(self) -> dict[str, str]:
+        """What the raw asset shows of how this client read (which API read the deployments)."""
+        return {"deployments_api": self.deployments_api}
 
     # ------------------------------------------------------------------ public API
 

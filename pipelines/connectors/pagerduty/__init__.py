@@ -1,0 +1,19 @@
+"""PagerDuty, a paging source: teams, services, incidents, log entries and (optionally) Analytics.
+
+- ``client.py``: the REST API v2 client (pagination, the 10,000-record window split, rate limits);
+- ``streams.py``: how each stream reads a night and a backfill window;
+- ``records.py``: the record rules, and the acknowledgement rule that needs two records;
+- ``resource.py``: the settings and the Dagster resource ``pagerduty``.
+"""
+
+from pipelines.connectors.pagerduty import resource, streams
+from pipelines.ingest.contract import Connector
+
+CONNECTOR = Connector(
+    name=streams.SOURCE,
+    label="PagerDuty",
+    kind="paging",
+    streams=streams.STREAMS,
+    resource=resource.from_env,
+    settings=resource.SETTINGS,
+)

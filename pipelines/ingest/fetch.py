@@ -1,0 +1,53 @@
+"""Reading an API in threads while the caller writes in its own: :func:`fetch_in_order`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_END = object()
+
+
+def fetch_in_order(items: list, fetch: Callable[[Any], Any], workers: int):
+    """``(item, fetch(item))`` for each item, in order, with up to ``workers`` fetches running at
+    once in threads and at most ``2 * workers`` results waiting, so memory stays bounded. The caller
+    (the DuckDB writes) stays in its own thread. A fetch that raises ends the iteration with its
+    exception, once the fetches in flight have finished (the queued ones are cancelled)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, int(workers or 1))
+    if workers == 1 or len(items) <= 1:
+        for item in items:
+            yield item, fetch(item)
+        return
+    import threading
+
+    failed = threading.Event()
+
+    def guarded(item: Any) -> Any:
+        if failed.is_set():  # an earlier fetch failed the run: ask nothing more (never consumed)
+            return None
+        try:
+            return fetch(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-fetch")
+    pending: deque = deque()
+    queue = iter(items)
+    try:
+        for item in queue:
+            pending.append((item, pool.submit(guarded, item)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            item, future = pending.popleft()
+            following = next(queue, _END)
+            if following is not _END:
+                pending.append((following, pool.submit(guarded, following)))
+            yield item, future.result()  # raises the fetch's exception, after the finally below
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
