@@ -1,4 +1,4 @@
-"""Staging and marts tables built from ``sql/staging/*.sql`` and ``sql/marts/*.sql``.
+"""Staging, intermediate and marts tables built from ``sql/{staging,intermediate,marts}/*.sql``.
 
 One asset per SQL file, keyed ``[schema, table]``; its upstream assets are the tables the SQL
 reads, found in the SQL text itself, so adding a file is all it takes to add a table.
@@ -34,4 +34,5 @@ def sql_table_asset(f: wh.SqlFile) -> dg.AssetsDefinition:
 
 
 staging_assets = [sql_table_asset(f) for f in wh.sql_files("staging")]
+intermediate_assets = [sql_table_asset(f) for f in wh.sql_files("intermediate")]
 marts_sql_assets = [sql_table_asset(f) for f in wh.sql_files("marts")]

@@ -35,6 +35,7 @@ all_assets = [
     ownership.ownership_tables,
     *raw.raw_assets,
     *warehouse.staging_assets,
+    *warehouse.intermediate_assets,
     *warehouse.marts_sql_assets,
     metrics.statistics_marts,
     reports.baseline_report,

@@ -23,10 +23,12 @@ import duckdb
 import pandas as pd
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SCHEMAS = ("raw", "staging", "marts", "quarantine")
-_REF = re.compile(r"\b(raw|staging|marts|quarantine)\.([a-z_][a-z0-9_]*)\b")
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "quarantine")
+_REF = re.compile(r"\b(raw|staging|intermediate|marts|quarantine)\.([a-z_][a-z0-9_]*)\b")
 _COLUMN_DOC = re.compile(r"^--\s+([a-z_][a-z0-9_]*):\s+(.+)$")
 # "--! incremental: <staging key column> = <SQL of the raw id>": see IncrementalSource
+# "--! union: <entity>": the union of every intermediate int_<source>__<entity> table (see SqlFile.text)
+_UNION = re.compile(r"^--!\s*union:\s*([a-z_][a-z0-9_]*)\s*$")
 _INCREMENTAL = re.compile(r"^--!\s*incremental:\s*([a-z_][a-z0-9_]*)\s*=\s*(.+?)\s*$")
 
 
@@ -39,9 +41,30 @@ class SqlFile:
     table: str
     path: Path
 
+    def _union_parts(self) -> list[Path] | None:
+        """The ``int_<source>__<entity>`` files a ``--! union: <entity>`` file unites, else None."""
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("--"):
+                break
+            m = _UNION.match(line)
+            if m:
+                parts = sorted(self.path.parent.glob(f"int_*__{m.group(1)}.sql"))
+                if not parts:
+                    raise FileNotFoundError(f"{self.path}: no int_<source>__{m.group(1)}.sql beside it to unite")
+                return parts
+        return None
+
     @property
     def text(self) -> str:
-        return self.path.read_text(encoding="utf-8")
+        """The file's SQL. A ``--! union: <entity>`` file (an intermediate table of every source)
+        is its header followed by the union, by column name, of every ``int_<source>__<entity>``
+        file beside it: a new source adds its file and is in the union, no list to edit."""
+        text = self.path.read_text(encoding="utf-8")
+        parts = self._union_parts()
+        if parts is None:
+            return text
+        union = "\nunion all by name\n".join(f"select * from {self.schema}.{p.stem}" for p in parts)
+        return text.rstrip("\n") + "\n" + union + "\n"
 
     @property
     def description(self) -> str:
@@ -56,6 +79,13 @@ class SqlFile:
 
     @property
     def column_docs(self) -> dict[str, str]:
+        """The ``-- column: text`` lines of the header (a union: its parts' lines, the first wins)."""
+        parts = self._union_parts()
+        if parts is not None:
+            docs: dict[str, str] = {}
+            for p in reversed(parts):
+                docs.update(SqlFile(self.schema, p.stem, p).column_docs)
+            return docs
         docs = {}
         for line in self.text.splitlines():
             if not line.startswith("--"):
@@ -429,7 +459,7 @@ def record_sync_run(con, *, run_id: str, source: str, stream: str, stats: dict[s
 
 # ----------------------------------------------------------------------------------- analyst snapshot
 
-SNAPSHOT_SCHEMAS = ("staging", "marts")
+SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts")
 SNAPSHOT_STORAGE_VERSION = "v1.5.0"
 SNAPSHOT_ALIAS = "analytics_snapshot_tmp"
 
@@ -451,13 +481,13 @@ SNAPSHOT_EXTRAS: dict[str, tuple[str, str, str, dict[str, str]]] = {
             on t.database_name = c.database_name and t.schema_name = c.schema_name and t.table_name = c.table_name
         left join duckdb_views() as v
             on v.database_name = c.database_name and v.schema_name = c.schema_name and v.view_name = c.table_name
-        where c.database_name = current_database() and c.schema_name in ('staging', 'marts', 'main')
+        where c.database_name = current_database() and c.schema_name in ('staging', 'intermediate', 'marts', 'main')
         order by c.schema_name, c.table_name, c.column_index
         """,
         "Every table and column of this snapshot with its description: "
         "select * from data_dictionary where column_name ilike '%resolve%'.",
         {
-            "schema_name": "staging (typed API records) or marts (the metrics tables)",
+            "schema_name": "staging (typed API records), intermediate (every source in neutral columns) or marts (the metrics tables)",
             "table_name": "table name",
             "column_name": "column name",
             "column_index": "position of the column in its table (1 = first)",
@@ -524,7 +554,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: str | Path) -> dict
     try:
         tables = con.execute(
             "select schema_name, table_name, comment from duckdb_tables() "
-            "where database_name = current_database() and schema_name in ('staging', 'marts') order by 1, 2"
+            f"where database_name = current_database() and schema_name in {SNAPSHOT_SCHEMAS} order by 1, 2"
         ).fetchall()
         for schema in SNAPSHOT_SCHEMAS:
             con.execute(f"create schema if not exists {alias}.{schema}")
@@ -575,7 +605,10 @@ def _write_snapshot_extras(con: duckdb.DuckDBPyConnection, alias: str, *, n_tabl
             con.execute(f"comment on column {alias}.{name}.{column} is {_quote(doc)}")
 
 
-def build_order(schemas: tuple[str, ...] = ("staging", "marts")) -> list[SqlFile]:
+BUILT_SCHEMAS = ("staging", "intermediate", "marts")  # the schemas of SELECT files, built in this order
+
+
+def build_order(schemas: tuple[str, ...] = BUILT_SCHEMAS) -> list[SqlFile]:
     """The SQL files of ``schemas`` in an order where every table comes after the tables it reads."""
     files = {(f.schema, f.table): f for schema in schemas for f in sql_files(schema)}
     ordered: list[SqlFile] = []
@@ -596,6 +629,6 @@ def build_order(schemas: tuple[str, ...] = ("staging", "marts")) -> list[SqlFile
     return ordered
 
 
-def build_all(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] = ("staging", "marts")) -> dict[str, int]:
+def build_all(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] = BUILT_SCHEMAS) -> dict[str, int]:
     """Build every staging and marts table in dependency order (what the Dagster assets do, one by one)."""
     return {f"{f.schema}.{f.table}": build_table(con, f) for f in build_order(schemas)}

@@ -1,4 +1,4 @@
-"""Print a digest of a warehouse: per staging and marts table, its rows and an order-free hash of its
+"""Print a digest of a warehouse: per staging, intermediate and marts table, its rows and an order-free hash of its
 data columns (bookkeeping columns aside), so two builds can be compared table by table.
 
     .venv/bin/python scripts/warehouse_digest.py data/demo/warehouse.duckdb [--json out.json]
@@ -23,7 +23,7 @@ def digest(path: str) -> dict[str, dict[str, object]]:
     try:
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() where database_name = current_database() "
-            "and schema_name in ('staging', 'marts') order by 1, 2").fetchall()
+            "and schema_name in ('staging', 'intermediate', 'marts') order by 1, 2").fetchall()
         out: dict[str, dict[str, object]] = {}
         for schema, table in tables:
             columns = [c for (c,) in con.execute(

@@ -249,7 +249,7 @@ def table_contents(path: Path) -> dict[str, list]:
     try:
         names = con.execute(
             "select schema_name || '.' || table_name from duckdb_tables() "
-            "where schema_name in ('raw', 'staging', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1"
+            "where schema_name in ('raw', 'staging', 'intermediate', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1"
         ).fetchall()
         return {n: con.execute(f"select * from {n} order by all").fetchall() for (n,) in names}
     finally:

@@ -139,7 +139,7 @@ def warehouse_state(path: Path, *, ignore_columns: dict[str, set[str]] | None = 
     try:
         names = [r[0] for r in con.execute(
             "select schema_name || '.' || table_name from duckdb_tables() "
-            "where database_name = current_database() and schema_name in ('raw', 'staging', 'marts', 'quarantine') "
+            "where database_name = current_database() and schema_name in ('raw', 'staging', 'intermediate', 'marts', 'quarantine') "
             "order by 1").fetchall()]
         state: dict[str, dict[Any, Any]] = {}
         for name in names:

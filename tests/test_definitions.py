@@ -24,13 +24,25 @@ def test_definitions_load_with_every_asset_described():
         node = graph.get(key)
         assert node.description and len(node.description) > 20, key
     # every SQL file is one asset keyed [schema, table]
-    for schema in ("staging", "marts"):
+    for schema in ("staging", "intermediate", "marts"):
         for path in (ROOT / "sql" / schema).glob("*.sql"):
             assert f"{schema}/{path.stem}" in keys
-    # lineage comes from the SQL: fct_incidents reads the staging tables it names
+    # lineage comes from the SQL: fct_incidents reads the tables it names
     deps = {k.to_user_string() for k in graph.get(dg.AssetKey(["marts", "fct_incidents"])).parent_keys}
-    assert {"staging/stg_pagerduty__incidents", "staging/stg_pagerduty__log_entries",
+    assert {"intermediate/int_incidents", "intermediate/int_incident_events",
             "staging/stg_ownership__service_owners"} <= deps
+    # no mart reads a source's own tables: only the neutral intermediate layer and the ownership file
+    for key in graph.get_all_asset_keys():
+        if key.path[0] == "marts":
+            for parent in graph.get(key).parent_keys:
+                assert parent.path[0] in ("marts", "intermediate") or parent.path[1].startswith("stg_ownership__"), \
+                    (key, parent)
+    # each union reads every source's table of its entity
+    unions = {k.path[1]: {p.to_user_string() for p in graph.get(k).parent_keys}
+              for k in graph.get_all_asset_keys() if k.path[0] == "intermediate" and "__" not in k.path[1]}
+    assert unions["int_incidents"] == {"intermediate/int_pagerduty__incidents"}
+    assert unions["int_deployments"] == {"intermediate/int_github__deployments"}
+    assert set(unions) == {"int_incidents", "int_incident_events", "int_services", "int_deployments", "int_changes"}
 
 
 def test_nightly_job_and_schedule():

@@ -121,7 +121,7 @@ def _run(srv, tmp_path) -> dg.ExecuteInProcessResult:
 def _tables(con) -> dict[str, list]:
     names = con.execute(
         "select schema_name || '.' || table_name from duckdb_tables() "
-        "where schema_name in ('raw', 'staging', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1"
+        "where schema_name in ('raw', 'staging', 'intermediate', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1"
     ).fetchall()
     return {n: con.execute(f"select * from {n} order by all").fetchall() for (n,) in names}
 

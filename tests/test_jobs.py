@@ -58,7 +58,7 @@ def _check_deps(key: dg.AssetCheckKey) -> set[dg.AssetKey]:
 
 def test_every_sql_model_and_check_reads_only_its_upstream_assets():
     graph = _defs().resolve_asset_graph()
-    for schema in ("staging", "marts"):
+    for schema in ("staging", "intermediate", "marts"):
         for f in wh.sql_files(schema):
             parents = graph.get(dg.AssetKey([f.schema, f.table])).parent_keys
             missing = {dg.AssetKey(list(ref)) for ref in f.references} - parents

@@ -79,7 +79,7 @@ def tables(data_dir: Path) -> dict[str, list]:
     try:
         names = con.execute(
             "select schema_name, table_name from duckdb_tables() where schema_name in "
-            "('raw', 'staging', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1, 2").fetchall()
+            "('raw', 'staging', 'intermediate', 'marts', 'quarantine') and table_name <> 'sync_runs' order by 1, 2").fetchall()
         out = {}
         for schema, table in names:
             cols = [c for (c,) in con.execute(

@@ -62,7 +62,7 @@ def _build(srv, data, ownership, history_days: int) -> None:
     """The staging, marts and statistics assets on a seeded warehouse (what the nightly job runs after raw)."""
     from pipelines.definitions import all_assets
 
-    keys = [k for a in all_assets for k in a.keys if k.path[0] in ("staging", "marts")]
+    keys = [k for a in all_assets for k in a.keys if k.path[0] in ("staging", "intermediate", "marts")]
     result = dg.materialize(all_assets, selection=dg.AssetSelection.assets(*keys),
                             resources=resources(srv, data, ownership, history_days=history_days),
                             instance=dg.DagsterInstance.ephemeral())

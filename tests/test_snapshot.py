@@ -98,7 +98,7 @@ def test_snapshot_contents_and_permissions(two_nights):
     try:
         schemas = {r[0] for r in con.execute("select schema_name from duckdb_tables() "
                                              "where database_name = current_database()").fetchall()}
-        assert schemas == {"staging", "marts", "main"}
+        assert schemas == {"staging", "intermediate", "marts", "main"}
         info = con.execute("select published_at, data_as_of, n_tables from snapshot_info").fetchall()
         assert len(info) == 1 and info[0][1] is not None and info[0][2] >= 16
         # an analyst finds what a column means from inside DuckDB
@@ -108,6 +108,11 @@ def test_snapshot_contents_and_permissions(two_nights):
         undocumented = con.execute(
             "select table_name, column_name from data_dictionary where schema_name = 'main' and column_description is null"
         ).fetchall()
+        assert undocumented == []
+        # the neutral layer is documented column by column, as the marts are
+        undocumented = con.execute(
+            "select table_name, column_name from data_dictionary where schema_name = 'intermediate' "
+            "and column_description is null").fetchall()
         assert undocumented == []
     finally:
         con.close()

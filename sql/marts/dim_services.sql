@@ -1,9 +1,9 @@
--- One row per PagerDuty service: its name, current owner, repos, and whether the ownership file knows it.
--- service_id: PagerDuty service id
--- service_name: name in PagerDuty (or in the ownership file when PagerDuty did not return it)
+-- One row per service (of every paging source): its name, current owner, repos, and whether the ownership file knows it.
+-- service_id: the source's service id
+-- service_name: name in the paging source (or in the ownership file when the source did not return it)
 -- current_team_key: the team owning it today; null when the ownership file does not list the service
 -- n_owner_changes: how many times the service changed owner
--- repos: GitHub repos deploying it
+-- repos: the repos deploying it
 -- in_ownership_file: listed in the ownership file
 with owners as (
     select
@@ -22,7 +22,7 @@ repos as (
 ),
 
 all_services as (
-    select service_id from staging.stg_pagerduty__services
+    select service_id from intermediate.int_services
     union
     select service_id from owners
 )
@@ -35,7 +35,7 @@ select
     coalesce(r.repos, []) as repos,
     o.service_id is not null as in_ownership_file
 from all_services as a
-left join staging.stg_pagerduty__services as p on p.service_id = a.service_id
+left join intermediate.int_services as p on p.service_id = a.service_id
 left join owners as o on o.service_id = a.service_id
 left join repos as r on r.service_id = a.service_id
 order by a.service_id

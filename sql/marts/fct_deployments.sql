@@ -1,7 +1,7 @@
--- One row per GitHub deployment: environment, outcome, and whether an incident followed it.
+-- One row per deployment (of every git source): environment, outcome, and whether an incident followed it.
 -- Change failure: any incident (not merged) on a service of the same repo created within 24 hours after the deployment succeeded.
 -- A repo may deploy several services: the deployment is still one row, attributed to the owner of the repo's first service (by id).
--- deployment_id: GitHub deployment id
+-- deployment_id: the source's deployment id
 -- repo: owner/name
 -- environment: target environment
 -- is_production: the environment is the production one (INCIDENT_METRICS_PRODUCTION_ENVIRONMENT, default production)
@@ -13,16 +13,7 @@
 -- caused_incident: a successful production deployment followed within 24 hours by an incident on a service of the repo
 -- seconds_to_recover: for a failed change, deployment success to the resolve of the first incident that followed, in seconds
 with deployments as (
-    select * from staging.stg_github__deployments
-),
-
-statuses as (
-    select
-        deployment_id,
-        arg_max(state, created_at) as final_state,
-        min(created_at) filter (where state = 'success') as succeeded_at
-    from staging.stg_github__deployment_statuses
-    group by deployment_id
+    select * from intermediate.int_deployments
 ),
 
 repo_services as (
@@ -47,11 +38,11 @@ deployment_team as (
 
 deployed_services as (
     -- each successful production deployment with every service of its repo
-    select d.deployment_id, r.service_id, s.succeeded_at
+    select d.deployment_id, r.service_id, d.succeeded_at
     from deployments as d
-    inner join statuses as s on s.deployment_id = d.deployment_id and s.succeeded_at is not null
     inner join (select distinct repo, service_id from staging.stg_ownership__service_repos) as r on r.repo = d.repo
     where d.environment = coalesce(getvariable('production_environment'), 'production')
+        and d.succeeded_at is not null
 ),
 
 deployed_days as (
@@ -86,14 +77,13 @@ final as (
         d.environment,
         d.environment = coalesce(getvariable('production_environment'), 'production') as is_production,
         d.created_at,
-        s.final_state,
-        s.succeeded_at,
-        s.succeeded_at is not null as is_successful,
+        d.final_state,
+        d.succeeded_at,
+        d.succeeded_at is not null as is_successful,
         o.team_key,
         c.deployment_id is not null as caused_incident,
-        epoch(c.first_incident_resolved_at) - epoch(s.succeeded_at) as seconds_to_recover
+        epoch(c.first_incident_resolved_at) - epoch(d.succeeded_at) as seconds_to_recover
     from deployments as d
-    left join statuses as s on s.deployment_id = d.deployment_id
     left join deployment_team as o on o.deployment_id = d.deployment_id
     left join caused as c on c.deployment_id = d.deployment_id
 )

@@ -1,53 +1,52 @@
 -- One row per incident as the metrics count it: team as of creation, times to acknowledge and resolve, flags.
 -- Re-triggers of one problem (same service and incident_key, created within 24 hours of the previous resolve) are folded into one incident: first trigger to final resolve.
 -- Merged-away incidents keep a row with is_merged = true and are excluded from every metric; open incidents are kept (censored), never dropped.
--- incident_id: PagerDuty id of the (first) incident
+-- incident_id: the source's id of the (first) incident
 -- team_key: the team owning the service on the UTC day the incident was created (dated ownership); null when the service has no owner in the ownership file
--- service_id: PagerDuty service id
+-- service_id: the source's service id
 -- urgency: high or low
 -- priority: P1..P5, or null when unset
 -- created_at: trigger time (UTC)
--- acknowledged_at: first acknowledge log entry (UTC); null when never acknowledged
+-- acknowledged_at: first acknowledgement (UTC); null when never acknowledged
 -- resolved_at: final resolve (UTC); null while open
 -- seconds_to_acknowledge: acknowledged_at minus created_at, in seconds
--- seconds_to_resolve: resolved_at minus created_at, in seconds (PagerDuty's triggered to resolved); null while open
+-- seconds_to_resolve: resolved_at minus created_at, in seconds (triggered to resolved); null while open
 -- seconds_open_so_far: for open incidents, data_as_of minus created_at (a censored duration); null when resolved
 -- is_open: not resolved as of the last sync (censored, not dropped)
--- is_merged: merged into another incident (resolve reason merge); excluded from metrics
+-- is_merged: merged into another incident; excluded from metrics
 -- is_auto_resolved: resolved by a timeout or automatically, not by a person
 -- is_after_hours: created outside the owning team's business hours, in the team's time zone
--- handoffs: assign, delegate and escalate log entries after the first assignment
+-- handoffs: assignments, reassignments and escalations after the first assignment
 -- n_retriggers: later incidents folded into this one (same key, within 24 hours of the previous resolve)
 -- linked_deployment_id: the latest successful production deployment of a repo of this service in the 24 hours before the incident; null when none
--- data_as_of: the newest record time seen in the PagerDuty data (the censoring time for open incidents)
+-- data_as_of: the newest record time seen in the paging data (the censoring time for open incidents)
 with incidents as (
-    select * from staging.stg_pagerduty__incidents
+    select * from intermediate.int_incidents
 ),
 
-log_entries as (
-    select * from staging.stg_pagerduty__log_entries
+events as (
+    select * from intermediate.int_incident_events
 ),
 
 data_as_of as (
     select greatest(
         (select max(created_at) from incidents),
-        (select max(created_at) from log_entries),
+        (select max(occurred_at) from events),
         (select max(resolved_at) from incidents)
     ) as data_as_of
 ),
 
-entry_facts as (
-    -- per incident, in one pass over its log entries: the first acknowledgement, the last resolve
-    -- and how it came, and the handoffs (every assignment after the first: one fewer than its
-    -- assign, delegate and escalate entries)
+event_facts as (
+    -- per incident, in one pass over its events: the first acknowledgement, the last resolve and
+    -- whether it was automatic, and the handoffs (every assignment after the first: one fewer than
+    -- its assigned, reassigned and escalated events)
     select
         incident_id,
-        min(created_at) filter (where entry_type = 'acknowledge_log_entry') as acknowledged_at,
-        max(created_at) filter (where entry_type = 'resolve_log_entry') as resolve_logged_at,
-        arg_max(channel_type, created_at) filter (where entry_type = 'resolve_log_entry') as resolve_channel_type,
-        nullif(count(*) filter (where entry_type in ('assign_log_entry', 'delegate_log_entry', 'escalate_log_entry')), 0)
-            - 1 as handoffs
-    from log_entries
+        min(occurred_at) filter (where event_type = 'acknowledged') as acknowledged_at,
+        max(occurred_at) filter (where event_type = 'resolved') as resolve_logged_at,
+        arg_max(is_automatic, occurred_at) filter (where event_type = 'resolved') as resolve_is_automatic,
+        nullif(count(*) filter (where event_type in ('assigned', 'reassigned', 'escalated')), 0) - 1 as handoffs
+    from events
     group by incident_id
 ),
 
@@ -61,13 +60,13 @@ enriched as (
         i.status,
         i.created_at,
         e.acknowledged_at,
-        -- A resolve log entry also counts: an old open incident's record may be stale while the feed is not.
+        -- A resolved event also counts: an old open incident's record may be stale while the events are not.
         coalesce(case when i.status = 'resolved' then i.resolved_at end, e.resolve_logged_at) as resolved_at,
-        coalesce(e.resolve_channel_type in ('timeout', 'auto'), false) as is_auto_resolved,
-        coalesce(i.resolve_reason_type = 'merge_resolve_reason', false) as is_merged,
+        coalesce(e.resolve_is_automatic, false) as is_auto_resolved,
+        i.is_merged,
         coalesce(e.handoffs, 0) as handoffs
     from incidents as i
-    left join entry_facts as e on e.incident_id = i.incident_id
+    left join event_facts as e on e.incident_id = i.incident_id
 ),
 
 shared_keys as (
@@ -179,12 +178,11 @@ deployments as (
     select
         d.deployment_id,
         r.service_id,
-        min(s.created_at) as deployed_at
-    from staging.stg_github__deployments as d
-    inner join staging.stg_github__deployment_statuses as s
-        on s.deployment_id = d.deployment_id and s.state = 'success'
+        min(d.succeeded_at) as deployed_at
+    from intermediate.int_deployments as d
     inner join staging.stg_ownership__service_repos as r on r.repo = d.repo
     where d.environment = coalesce(getvariable('production_environment'), 'production')
+        and d.succeeded_at is not null
     group by d.deployment_id, r.service_id
 ),
 

@@ -1,6 +1,6 @@
 -- One row per merged pull request: the next successful production deployment of its repo, and the lead time.
 -- Lead time for changes: pull request merged to the first successful production deployment of the same repo at or after the merge.
--- pull_request_id: GitHub pull request id
+-- pull_request_id: the source's id of the pull (or merge) request
 -- repo: owner/name
 -- number: the pull request number in its repo
 -- merged_at: when it was merged (UTC)
@@ -9,7 +9,8 @@
 -- team_key: the team owning the repo's service on the day of that deployment; where that is unknown, of the next deployment whose team is known
 -- seconds_lead_time: merged_at to deployed_at, in seconds; null while not deployed
 with merged as (
-    select * from staging.stg_github__pull_requests
+    select change_id as pull_request_id, repo, number, merged_at
+    from intermediate.int_changes
     where merged_at is not null
 ),
 

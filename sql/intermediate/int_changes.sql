@@ -1,0 +1,2 @@
+-- Changes (pull and merge requests) of every git source, in the neutral columns (int_<source>__changes, one file per source, all of them).
+--! union: changes

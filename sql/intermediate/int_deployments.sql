@@ -1,0 +1,2 @@
+-- Deployments of every git source, in the neutral columns (int_<source>__deployments, one file per source, all of them).
+--! union: deployments

@@ -1,0 +1,2 @@
+-- Incident events of every paging source, in the neutral columns (int_<source>__incident_events, one file per source, all of them).
+--! union: incident_events

@@ -1,0 +1,2 @@
+-- Incidents of every paging source, in the neutral columns (int_<source>__incidents, one file per source, all of them).
+--! union: incidents

@@ -1,0 +1,2 @@
+-- Services of every paging source, in the neutral columns (int_<source>__services, one file per source, all of them).
+--! union: services
