@@ -148,8 +148,11 @@ class Production:
 
         def done(rs):
             c = chain(rs)
-            return c and c[-1]["status"] in ("SUCCESS", "FAILURE") and not (
-                c[-1]["status"] == "FAILURE" and self.retry_pending(c[-1]["run_id"]))
+            if not c or c[-1]["status"] not in ("SUCCESS", "FAILURE"):
+                return False
+            # a failed run is the end only once the retry daemon has decided not to retry it; when it
+            # retries, the retry joins the chain (read in the same listing, so no race with its creation)
+            return c[-1]["status"] == "SUCCESS" or self.tags(c[-1]["run_id"]).get("dagster/will_retry") == "false"
 
         return chain(self.wait_for(done, timeout=timeout, what="the run and its retries", failures_allowed=True))
 
@@ -159,12 +162,6 @@ class Production:
 
     def parent(self, run_id: str) -> str | None:
         return self.tags(run_id).get("dagster/parent_run_id")
-
-    def retry_pending(self, run_id: str) -> bool:
-        """A failed run the retry daemon will re-execute (it tags the run once it has decided)."""
-        will = self.tags(run_id).get("dagster/will_retry")
-        return will is None or (will == "true" and not self.pg.psql(
-            f"select run_id from run_tags where key = 'dagster/parent_run_id' and value = '{run_id}'").strip())
 
 
 @pytest.fixture(scope="module")
