@@ -28,6 +28,7 @@ demo: $(STAMP)
 # out longest first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
 test: $(STAMP)
 	@$(SYSTEM) chromium postgresql
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 validate: $(STAMP)

@@ -1,4 +1,4 @@
-"""Statistics marts computed in Python (``pipelines/metrics.py`` on ``pipelines/stats.py``)."""
+"""Statistics marts computed in Python (``pipelines/metrics.py`` on ``pipelines/stats/``)."""
 
 import dagster as dg
 

@@ -40,9 +40,9 @@ def main() -> int:
     started = time.perf_counter()
     import dagster as dg
 
-    from pipelines.definitions import all_assets
     from pipelines.connectors.github.resource import GitHubResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
 
     schemas = {"ingest": {"raw"}, "staging": {"staging"}, "marts": {"marts"}, "build": {"staging", "marts"}}[mode]

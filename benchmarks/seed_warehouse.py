@@ -45,17 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines import warehouse as wh  # noqa: E402
-from pipelines.connectors.github import records as github_rules  # noqa: E402
-from pipelines.connectors.pagerduty import records as pagerduty_rules  # noqa: E402
-from pipelines.ingest.raw import quarantine, upsert_raw  # noqa: E402
-from pipelines.ownership import load_ownership_tables  # noqa: E402
-from pipelines.config import DataPaths  # noqa: E402
 from emulator.github_api import GitHubApi  # noqa: E402
 from emulator.http_common import Request, zone  # noqa: E402
 from emulator.model import Organisation  # noqa: E402
 from emulator.pagerduty_api import OVERVIEW_DROPS, PagerDutyApi  # noqa: E402
-from pipelines.ownership import load_ownership  # noqa: E402
+from pipelines import warehouse as wh  # noqa: E402
+from pipelines.config import DataPaths  # noqa: E402
+from pipelines.connectors.github import records as github_rules  # noqa: E402
+from pipelines.connectors.pagerduty import records as pagerduty_rules  # noqa: E402
+from pipelines.ingest.raw import quarantine, upsert_raw  # noqa: E402
+from pipelines.ownership import load_ownership, load_ownership_tables  # noqa: E402
 from pipelines.records import parse_time, split_valid  # noqa: E402
 
 UTC = timezone.utc

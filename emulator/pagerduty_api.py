@@ -12,8 +12,8 @@ import functools
 import hashlib
 import threading
 from dataclasses import dataclass
-from operator import attrgetter
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 

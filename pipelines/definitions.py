@@ -7,8 +7,6 @@ and never shown in the UI.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from assets import checks, metrics, ownership, raw, reports, snapshot, warehouse

@@ -17,7 +17,16 @@ import dagster as dg
 import duckdb
 
 from emulator.model import (
-    Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team, User,
+    Deployment,
+    DeploymentStatus,
+    Incident,
+    LogEntry,
+    Organisation,
+    OwnershipPeriod,
+    Repo,
+    Service,
+    Team,
+    User,
 )
 from pipelines.connectors.github.resource import GitHubResource
 from pipelines.connectors.pagerduty.resource import PagerDutyResource

@@ -368,7 +368,15 @@ def markup_organisation():
     import numpy as np
 
     from emulator.model import (
-        Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team,
+        Deployment,
+        DeploymentStatus,
+        Incident,
+        LogEntry,
+        Organisation,
+        OwnershipPeriod,
+        Repo,
+        Service,
+        Team,
     )
 
     rng = np.random.default_rng(5)
@@ -413,10 +421,10 @@ def materialize_markup_warehouse(tmp: Path) -> Path:
     import dagster as dg
 
     from assets.snapshot import analytics_snapshot
-    from pipelines.definitions import all_assets
     from emulator.server import EmulatorServer
     from pipelines.connectors.github.resource import GitHubResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
 
     org = markup_organisation()

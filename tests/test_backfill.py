@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from pipelines.ingest.runner import BackfillRange, Progress
 from pipelines.connectors.github.streams import BATCH_REPOS
+from pipelines.ingest.runner import BackfillRange, Progress
 from tests.incremental_helpers import (
     PYTHON,
     ROOT,

@@ -21,9 +21,24 @@ import pytest
 from emulator.faults import FaultRule, Faults
 from emulator.model import Organisation, Team
 from tests.bad_input_helpers import (
-    DIRTY_INCIDENTS, DIRTY_LOG_ENTRIES, LONG_TITLE, N_FILLER, PD_TOKEN, SCRIPT, SERVICE_NAME_INJECTION,
-    TEAM_NAME_INJECTION, UNICODE_TITLE, RunView, cli, dirty_organisation, dirty_ownership_yaml, quarantine_rows,
-    resources, run_pipeline, start_emulator, table_contents,
+    DIRTY_INCIDENTS,
+    DIRTY_LOG_ENTRIES,
+    LONG_TITLE,
+    N_FILLER,
+    PD_TOKEN,
+    SCRIPT,
+    SERVICE_NAME_INJECTION,
+    TEAM_NAME_INJECTION,
+    UNICODE_TITLE,
+    RunView,
+    cli,
+    dirty_organisation,
+    dirty_ownership_yaml,
+    quarantine_rows,
+    resources,
+    run_pipeline,
+    start_emulator,
+    table_contents,
 )
 
 UTC = timezone.utc

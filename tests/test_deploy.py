@@ -27,7 +27,15 @@ import yaml
 
 from emulator.generator import visible_incidents
 from tests.incremental_helpers import (
-    GH_TOKEN, PD_TOKEN, ROOT, diff_states, materialize_all, small_org, start_emulator, subprocess_env, warehouse_state,
+    GH_TOKEN,
+    PD_TOKEN,
+    ROOT,
+    diff_states,
+    materialize_all,
+    small_org,
+    start_emulator,
+    subprocess_env,
+    warehouse_state,
     write_ownership,
 )
 from tests.postgres_helpers import PASSWORD, PostgresServer

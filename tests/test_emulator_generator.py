@@ -11,9 +11,9 @@ from datetime import date
 import numpy as np
 import yaml
 
-from tests.emulator_helpers import END, generated_org
 from emulator.generator import GeneratorConfig, generate_organisation, write_ground_truth, write_ownership
 from emulator.model import LOG_ENTRY_TYPES
+from tests.emulator_helpers import END, generated_org
 
 
 def test_same_seed_gives_identical_organisation_and_other_seed_differs():

@@ -24,7 +24,15 @@ import dagster as dg
 import pytest
 
 from emulator.model import (
-    Deployment, DeploymentStatus, Incident, LogEntry, Organisation, OwnershipPeriod, Repo, Service, Team,
+    Deployment,
+    DeploymentStatus,
+    Incident,
+    LogEntry,
+    Organisation,
+    OwnershipPeriod,
+    Repo,
+    Service,
+    Team,
 )
 
 UTC = timezone.utc

@@ -12,14 +12,14 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from pipelines import warehouse as wh
 from emulator.faults import Faults
 from emulator.server import EmulatorServer
+from pipelines import warehouse as wh
 from pipelines.connectors import connector
+from pipelines.connectors.github.client import GitHubClient
 from pipelines.connectors.github.streams import BATCH_FIRST, BATCH_REPOS
 from pipelines.ingest.runner import SyncSettings, run_stream
 from pipelines.records import parse_time
-from pipelines.connectors.github.client import GitHubClient
 from tests.incremental_helpers import (
     GH_TOKEN,
     PD_TOKEN,
@@ -46,9 +46,9 @@ REST_ONLY = {
 
 
 def _night(srv, data_dir, ownership, api: str) -> dict:
-    from pipelines.definitions import all_assets
     from pipelines.connectors.github.resource import GitHubResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
+    from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
 
     srv.reset_stats()

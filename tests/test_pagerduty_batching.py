@@ -13,11 +13,11 @@ import pytest
 
 from pipelines import warehouse as wh
 from pipelines.connectors import connector
+from pipelines.connectors.pagerduty.client import PagerDutyClient
 from pipelines.connectors.pagerduty.records import quarantine_inconsistent
 from pipelines.connectors.pagerduty.streams import LOG_ENTRY_FIELDS
 from pipelines.ingest.raw import Staging, upsert_raw
 from pipelines.ingest.runner import SyncSettings, run_stream
-from pipelines.connectors.pagerduty.client import PagerDutyClient
 from tests.incremental_helpers import PD_TOKEN, small_org, start_emulator
 
 UTC = timezone.utc

@@ -23,7 +23,14 @@ import pytest
 from pipelines.report import charts
 from pipelines.report.data import summary_numbers
 from pipelines.report.format import (
-    fmt_change, fmt_count, fmt_duration, fmt_mde, fmt_pct, fmt_rate, fmt_ratio, fmt_ratio_ci,
+    fmt_change,
+    fmt_count,
+    fmt_duration,
+    fmt_mde,
+    fmt_pct,
+    fmt_rate,
+    fmt_ratio,
+    fmt_ratio_ci,
 )
 from pipelines.report.render import MART_EXPORTS, write_report
 from tests.report_helpers import XSS_SERVICE, XSS_TEAM, demo_data_dir, expected_summary

@@ -21,8 +21,19 @@ import duckdb
 import pytest
 
 from tests.report_helpers import (
-    SCREENSHOTS, UPDATE_SCREENSHOTS, XSS_SERVICE, XSS_TEAM, chromium_or_fail, demo_data_dir, expected_summary,
-    materialize_markup_warehouse, normalise, pdf_text, print_layout_overflow, start_demo, visit_report,
+    SCREENSHOTS,
+    UPDATE_SCREENSHOTS,
+    XSS_SERVICE,
+    XSS_TEAM,
+    chromium_or_fail,
+    demo_data_dir,
+    expected_summary,
+    materialize_markup_warehouse,
+    normalise,
+    pdf_text,
+    print_layout_overflow,
+    start_demo,
+    visit_report,
 )
 
 REQUIRED_SUMMARY_KEYS = ("org_ttr_ratio", "org_ttr_ci_low", "org_ttr_ci_high", "teams_improved", "teams_worsened",

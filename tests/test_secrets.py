@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from emulator.server import EmulatorServer
-from tests.bad_input_helpers import USERS, cli, clean_organisation
+from tests.bad_input_helpers import USERS, clean_organisation, cli
 
 PD_SECRET = "pd-SECRET-4242"
 GH_SECRET = "gh-SECRET-4242"

@@ -52,11 +52,11 @@ def test_make_runs_the_check_before_the_tests_and_the_demo_and_ci_is_only_make_t
         plan = subprocess.run(["make", "-n", "-W", "pyproject.toml", target], cwd=ROOT, capture_output=True,
                               text=True, timeout=60).stdout
         lines = plan.splitlines()
-        check = next(i for i, l in enumerate(lines) if l.endswith(f"scripts/system-packages.sh {needs}"))
-        run = next(i for i, l in enumerate(lines) if ("pytest" if target == "test" else "incident-metrics demo") in l)
+        check = next(i for i, line in enumerate(lines) if line.endswith(f"scripts/system-packages.sh {needs}"))
+        run = next(i for i, line in enumerate(lines) if ("pytest" if target == "test" else "incident-metrics demo") in line)
         assert check < run, plan
-        assert any(l.endswith("scripts/system-packages.sh venv") for l in lines[:check]), plan
-    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.startswith("#")]
+        assert any(line.endswith("scripts/system-packages.sh venv") for line in lines[:check]), plan
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', "exec make test"]
 
 

@@ -19,8 +19,8 @@ from emulator.generator import GeneratorConfig, generate_organisation
 from emulator.model import Incident, Organisation, OwnershipPeriod, Service, Team
 from emulator.server import EmulatorServer
 from pipelines.connectors.github.client import GitHubClient
-from pipelines.http import ApiError, AuthError, RetryBudgetExceeded
 from pipelines.connectors.pagerduty.client import PagerDutyClient
+from pipelines.http import ApiError, AuthError, RetryBudgetExceeded
 
 UTC = timezone.utc
 PD_TOKEN = "pd-integration-T0KEN"

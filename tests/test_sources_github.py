@@ -1,4 +1,4 @@
-"""Unit tests of the GitHub client (pipelines/sources/github.py) with `responses`."""
+"""Unit tests of the GitHub client (pipelines/connectors/github/client.py) with `responses`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of the shared HTTP layer (pipelines/sources/http.py) with `responses`."""
+"""Unit tests of the shared HTTP layer (pipelines/http.py) with `responses`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import logging
 import threading
 import time
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 
 import pytest
 import requests

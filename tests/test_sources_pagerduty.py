@@ -1,4 +1,4 @@
-"""Unit tests of the PagerDuty client (pipelines/sources/pagerduty.py) with `responses`."""
+"""Unit tests of the PagerDuty client (pipelines/connectors/pagerduty/client.py) with `responses`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from pipelines.http import ApiError, AuthError
 from pipelines.connectors.pagerduty.client import PagerDutyClient
+from pipelines.http import ApiError, AuthError
 
 BASE = "https://pd.example.test"
 TOKEN = "pd-T0KEN-abcdef"

@@ -22,10 +22,9 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from pipelines.ingest.raw import upsert_raw
-from pipelines.ownership import load_ownership_tables
 from pipelines import warehouse as wh
-from pipelines.ownership import parse_ownership
+from pipelines.ingest.raw import upsert_raw
+from pipelines.ownership import load_ownership_tables, parse_ownership
 from tests.factories import pd_incident, pd_log_entry
 
 OWNERSHIP = """

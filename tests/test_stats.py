@@ -1,4 +1,4 @@
-"""Unit tests of every estimator in pipelines/stats.py against hand-computed or published values.
+"""Unit tests of every estimator in pipelines/stats/ against hand-computed or published values.
 
 Expected values are computed here by formula (or taken from published tables), never by calling
 the function under test.
@@ -545,7 +545,7 @@ def test_kaplan_meier_median_ci_is_ordered_around_the_median():
 
 def test_jackknife_se_is_missing_not_zero_without_two_estimates():
     loo = np.array([[1.0, np.nan, 2.0], [3.0, np.nan, np.nan], [5.0, np.nan, np.nan]])
-    se = S._jackknife(np.zeros(3), loo)
+    se = S.org._jackknife(np.zeros(3), loo)
     # column 0: values 1, 3, 5 -> sqrt(2/3 * ((1-3)^2 + 0 + (5-3)^2)) = sqrt(16/3)
     assert se[0] == pytest.approx(np.sqrt(16 / 3))
     assert np.isnan(se[1]) and np.isnan(se[2])
@@ -563,9 +563,9 @@ def test_sorted_median_and_quantiles_are_numpys_bit_for_bit():
         x = [rng.lognormal(8, 2, n), np.round(rng.exponential(3600, n)), rng.integers(1, 50, n).astype(float),
              rng.random(n) * 1e-3][trial % 4]
         xs = np.sort(x)
-        assert S._sorted_median(xs) == float(np.median(x))
+        assert S.descriptive._sorted_median(xs) == float(np.median(x))
         for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
-            assert S._sorted_quantile(xs, q) == float(np.quantile(xs, q)), (n, q)
+            assert S.descriptive._sorted_quantile(xs, q) == float(np.quantile(xs, q)), (n, q)
             checked += 1
     assert checked == 24_000
 
@@ -575,9 +575,9 @@ def test_mean_and_std_are_numpys_bit_for_bit():
     for trial in range(2000):
         n = int(rng.integers(2, 40)) if trial % 3 else int(rng.integers(40, 5000))
         x = [rng.lognormal(8, 2, n), np.log(rng.exponential(3600, n) + 1), np.full(n, 7.25), rng.random(n)][trial % 4]
-        m = S._mean(x)
+        m = S.descriptive._mean(x)
         assert m == float(x.mean())
-        assert S._std_ddof1(x, m) == float(x.std(ddof=1))
+        assert S.descriptive._std_ddof1(x, m) == float(x.std(ddof=1))
 
 
 def _equal(a, b) -> bool:
@@ -684,13 +684,13 @@ def test_binomial_fast_paths_are_scipys_bit_for_bit():
         n = int(rng.integers(1, 300)) if trial % 2 else int(rng.integers(300, 20_000))
         k = int(rng.integers(0, n + 1))
         p = [float(rng.random()), k / n, 0.5, 1e-4, 1 - 1e-4][trial % 5]
-        assert S._binomtest_two_sided(k, n, p) == float(sps.binomtest(k, n, p).pvalue), (k, n, p)
+        assert S.comparisons._binomtest_two_sided(k, n, p) == float(sps.binomtest(k, n, p).pvalue), (k, n, p)
         for kk in (-1, k - 1, k, n, n + 1):
-            assert S._binom_sf(kk, n, p) == float(sps.binom.sf(kk, n, p)), (kk, n, p)
-            assert S._binom_cdf(kk, n, p) == float(sps.binom.cdf(kk, n, p)), (kk, n, p)
+            assert S.comparisons._binom_sf(kk, n, p) == float(sps.binom.sf(kk, n, p)), (kk, n, p)
+            assert S.comparisons._binom_cdf(kk, n, p) == float(sps.binom.cdf(kk, n, p)), (kk, n, p)
         if 0 < k:
             for q in (0.025, 0.975):
-                assert S._beta_ppf(q, k, n - k + 1) == float(sps.beta.ppf(q, k, n - k + 1))
+                assert S.comparisons._beta_ppf(q, k, n - k + 1) == float(sps.beta.ppf(q, k, n - k + 1))
 
 
 def test_poisson_ci_is_the_chi_square_formula_bit_for_bit():
@@ -712,7 +712,7 @@ def test_fixed_effects_solve_matches_a_dense_ridge_solve():
     w = rng.integers(1, 9, len(cells)).astype(float)
     s = w * (rng.normal(0, 1, n_t)[t_idx] + rng.normal(0, 1, n_m)[m_idx] + rng.normal(0, 0.1, len(cells)))
     for keep in (np.ones(n_t, dtype=bool), np.arange(n_t) != 4):
-        a, b, th, mh = S._fe_solve(t_idx, m_idx, w, s, n_t, n_m, keep)
+        a, b, th, mh = S.org._fe_solve(t_idx, m_idx, w, s, n_t, n_m, keep)
         k = keep[t_idx]
         A = np.zeros((n_t + n_m, n_t + n_m))
         rhs = np.zeros(n_t + n_m)

@@ -27,11 +27,30 @@ import pyarrow.parquet as pq
 
 from pipelines.report import charts
 from pipelines.report.data import (
-    PRIMARY_VARIANT, SENSITIVITY_VARIANT, TEAM_METRICS, ReportData, load, summary_numbers, to_date,
+    PRIMARY_VARIANT,
+    SENSITIVITY_VARIANT,
+    TEAM_METRICS,
+    ReportData,
+    load,
+    summary_numbers,
+    to_date,
 )
 from pipelines.report.format import (
-    DASH, fmt_bytes, fmt_change, fmt_count, fmt_date, fmt_datetime, fmt_duration, fmt_mde, fmt_number, fmt_p,
-    fmt_pct, fmt_rate, fmt_ratio, fmt_ratio_ci, missing,
+    DASH,
+    fmt_bytes,
+    fmt_change,
+    fmt_count,
+    fmt_date,
+    fmt_datetime,
+    fmt_duration,
+    fmt_mde,
+    fmt_number,
+    fmt_p,
+    fmt_pct,
+    fmt_rate,
+    fmt_ratio,
+    fmt_ratio_ci,
+    missing,
 )
 from pipelines.report.pdf import PdfResult, print_pdf
 
@@ -179,9 +198,10 @@ def summary_section(data: ReportData) -> str:
 
     # the headline
     if ratio is None or verdict == "insufficient_data":
+        treated = s['org_ttr_n_treated_teams'] or 0
         head = ("<p class=\"headline\">There is not yet enough data for an organisation-wide answer: it needs at "
                 "least two teams that adopted service ownership and 20 incidents on each side of adoption "
-                f"(now: {num(fmt_count(s['org_ttr_n_treated_teams'] or 0, 'adopting team'), 'org_ttr_n_treated_teams', s['org_ttr_n_treated_teams'] or 0)}).</p>")
+                f"(now: {num(fmt_count(treated, 'adopting team'), 'org_ttr_n_treated_teams', treated)}).</p>")
         meaning = ""
     else:
         change = fmt_change(ratio, "less time", "more time") if abs(ratio - 1) >= 0.005 else "about as long"
@@ -207,7 +227,8 @@ def summary_section(data: ReportData) -> str:
         else:
             meaning = f"The range runs {esc(_range_words(lo, hi))}: <strong>cannot tell yet</strong>."
             if s["org_ttr_mde"] is not None:
-                meaning += (f" With this much data only a change of about {num(fmt_mde(s['org_ttr_mde']), 'org_ttr_mde', s['org_ttr_mde'])} "
+                mde = num(fmt_mde(s['org_ttr_mde']), 'org_ttr_mde', s['org_ttr_mde'])
+                meaning += (f" With this much data only a change of about {mde} "
                             "or more would reliably show.")
         placebo = s["org_ttr_placebo_p"]
         if placebo is not None:
@@ -274,9 +295,10 @@ def summary_section(data: ReportData) -> str:
                      f"{'It serves' if s['teams_not_adopted'] == 1 else 'They serve'} as the comparison group.")
     signif = s["teams_improved"] + s["teams_worsened"]
     if compared:
+        significant_fdr = s['teams_improved_fdr'] + s['teams_worsened_fdr']
         items.append(f"With {esc(fmt_count(compared, 'team'))} compared, about {esc(f'{0.05 * compared:.1f}')} "
                      "“improved” or “worsened” verdicts are expected by chance alone; "
-                     f"{num(str(s['teams_improved_fdr'] + s['teams_worsened_fdr']), 'teams_significant_fdr', s['teams_improved_fdr'] + s['teams_worsened_fdr'])} "
+                     f"{num(str(significant_fdr), 'teams_significant_fdr', significant_fdr)} "
                      f"of the {esc(str(signif))} hold after correcting for that (Benjamini–Hochberg, q &lt; 0.05).")
     parts.append(f"<p>{lead}</p><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
 

@@ -26,8 +26,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,9 +35,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from requests.models import PreparedRequest
 from requests.utils import parse_header_links
 
-from pipelines.records import parse_time
-
 from pipelines.http import ApiError, AuthError, HttpClient, SourceClient
+from pipelines.records import parse_time
 
 logger = logging.getLogger("incident_metrics.sources")
 

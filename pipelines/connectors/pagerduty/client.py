@@ -248,7 +248,7 @@ class PagerDutyClient(SourceClient):
                               stream="incidents")
         record = resp.json().get("incident")
         if not isinstance(record, dict):
-            raise ApiError(f"PagerDuty answered GET /incidents/{{id}} without an 'incident' object",
+            raise ApiError("PagerDuty answered GET /incidents/{id} without an 'incident' object",
                            source="PagerDuty", endpoint="/incidents/{id}", status=resp.status_code)
         self._http.add_records("incidents", 1)
         return record

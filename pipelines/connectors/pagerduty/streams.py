@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from pipelines.connectors.pagerduty import records as rules
 from pipelines.http import ApiError
-from pipelines.ingest.contract import ACCOUNT, FULL, Field, Part, RawTable, Read, Stream, StreamUnavailable
+from pipelines.ingest.contract import FULL, Field, Part, RawTable, Read, Stream, StreamUnavailable
 from pipelines.ingest.fetch import fetch_in_order
 from pipelines.records import parse_time
 
