@@ -9,8 +9,8 @@ from pipelines.resources import OwnershipResource, WarehouseResource
 
 TABLES = {
     "ownership_teams": "Teams from the ownership file: time zone, business hours, adoption date.",
-    "ownership_service_owners": "Dated ownership of each PagerDuty service.",
-    "ownership_service_repos": "GitHub repos deploying each PagerDuty service.",
+    "ownership_service_owners": "Dated ownership of each paging service.",
+    "ownership_service_repos": "The repos deploying each service.",
 }
 
 # Raw streams that do not read the ownership file still run after it: a bad file then stops the

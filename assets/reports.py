@@ -6,7 +6,7 @@ import dagster as dg
 from pipelines import metrics
 from pipelines import warehouse as wh
 from pipelines.config import WAREHOUSE_POOL
-from pipelines.report.render import last_pdf_status, write_report
+from pipelines.report.files import last_pdf_status, write_report
 from pipelines.resources import WarehouseResource
 
 MARTS = [dg.AssetKey(["marts", f.table]) for f in wh.sql_files("marts")]

@@ -155,7 +155,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines import warehouse as wh
     from pipelines.report.data import has_table
-    from pipelines.report.render import last_pdf_status, write_report
+    from pipelines.report.files import last_pdf_status, write_report
 
     paths = config.DataPaths.from_env()
     first = "run `incident-metrics run` (or `backfill`, or `rebuild`) first"

@@ -501,7 +501,7 @@ SNAPSHOT_EXTRAS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "When this snapshot was published and how fresh its data is (one row).",
         {
             "published_at": "when the pipeline published this file (UTC); reconnect to see a newer one",
-            "data_as_of": "the newest record time in the PagerDuty data (UTC): the censoring time of open incidents",
+            "data_as_of": "the newest record time in the paging data (UTC): the censoring time of open incidents",
             "n_tables": "number of staging and marts tables in this snapshot",
         },
     ),

@@ -22,6 +22,7 @@ import pytest
 
 from pipelines.report import charts
 from pipelines.report.data import summary_numbers
+from pipelines.report.files import MART_EXPORTS, write_report
 from pipelines.report.format import (
     fmt_change,
     fmt_count,
@@ -32,7 +33,6 @@ from pipelines.report.format import (
     fmt_ratio,
     fmt_ratio_ci,
 )
-from pipelines.report.render import MART_EXPORTS, write_report
 from tests.report_helpers import XSS_SERVICE, XSS_TEAM, demo_data_dir, expected_summary
 
 SECTION_ORDER = ["summary", "baselines", "before-after", "event-study", "teams", "methods", "data-quality"]

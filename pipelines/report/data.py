@@ -65,7 +65,7 @@ def summary_numbers(con: duckdb.DuckDBPyConnection) -> dict:
     """The executive summary's numbers, straight from the marts.
 
     Keys (None when unknown):
-      as_of                     newest record time in the PagerDuty data (ISO 8601, UTC)
+      as_of                     newest record time in the paging data (ISO 8601, UTC)
       incidents_analysed        incidents counted by the metrics (merged-away and unowned excluded)
       teams_total, teams_adopted, teams_not_adopted        from marts.dim_teams
       teams_compared            adopted teams with a time-to-resolve comparison (transition excluded)

@@ -14,8 +14,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.connectors import CONNECTORS
+
 ENV_CHROMIUM = "INCIDENT_METRICS_CHROMIUM"
-SECRET_VARIABLES = frozenset({"PAGERDUTY_API_TOKEN", "GITHUB_TOKEN"})
+# Every source's secret settings (tokens, keys, passwords), from the registry of connectors.
+SECRET_VARIABLES = frozenset(name for c in CONNECTORS for name in c.settings
+                             if any(word in name for word in ("TOKEN", "KEY", "SECRET", "PASSWORD")))
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 INSTALL_HINT = "install Debian's chromium (apt-get install chromium) or set INCIDENT_METRICS_CHROMIUM to a Chromium binary"
 

@@ -1,5 +1,4 @@
-"""The leadership report: ``<data>/reports/<date>/`` with index.html, report.pdf and every table as CSV
-and Parquet; ``<data>/reports/latest`` points at the newest folder (a symlink swapped atomically).
+"""The leadership report's HTML (the files around it, PDF, CSV and Parquet: ``files.py``).
 
 * index.html is self-contained: CSS inline, charts as inline SVG (charts.py), no script, no font or
   image requests; a Content-Security-Policy forbids loading anything anyway.
@@ -12,18 +11,12 @@ and Parquet; ``<data>/reports/latest`` points at the newest folder (a symlink sw
 
 from __future__ import annotations
 
-import html
 import logging
-import os
-import shutil
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.report import charts
 from pipelines.report.data import (
@@ -31,7 +24,6 @@ from pipelines.report.data import (
     SENSITIVITY_VARIANT,
     TEAM_METRICS,
     ReportData,
-    load,
     summary_numbers,
     to_date,
 )
@@ -49,20 +41,16 @@ from pipelines.report.format import (
     fmt_pct,
     fmt_rate,
     fmt_ratio,
-    fmt_ratio_ci,
     missing,
 )
-from pipelines.report.pdf import PdfResult, print_pdf
+from pipelines.report.html import VERDICT_TEXT, esc, figure, num, ratio_ci, table, verdict_badge
 
 log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).with_name("report.css")
-# The marts written next to the report, as they are (CSV with pandas, Parquet with Arrow types).
-MART_EXPORTS = ("team_baselines", "team_monthly_metrics", "dim_teams", "dim_services", "fct_deployments",
-                "team_period_metrics", "team_comparisons", "org_effects", "org_event_study")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
-__all__ = ["write_report", "render_html", "summary_numbers", "fmt_duration", "REPORT_FILES"]
+__all__ = ["render_html", "summary_numbers", "fmt_duration", "REPORT_FILES"]
 
 REPORT_FILES = ("index.html", "report.pdf")
 
@@ -76,69 +64,6 @@ METRIC_LABEL = {
     "change_failure_rate": "Change failure rate",
 }
 
-VERDICT_TEXT = {
-    "improved": "improved",
-    "worsened": "worsened",
-    "equivalent": "no meaningful change",
-    "inconclusive": "cannot tell yet",
-    "insufficient_data": "insufficient data",
-}
-VERDICT_SYMBOL = {"improved": "▼", "worsened": "▲", "equivalent": "◆", "inconclusive": "●",
-                  "insufficient_data": "○"}
-
-
-# --------------------------------------------------------------------------------------- html helpers
-
-
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def num(text: str, key: str | None = None, value: object = None) -> str:
-    """A number with its unit that never wraps; tagged with ``data-summary`` for the summary numbers."""
-    attrs = ""
-    if key is not None:
-        attrs += f' data-summary="{esc(key)}"'
-        if value is not None:
-            v = value if isinstance(value, str) else repr(float(value)) if isinstance(value, float) else str(value)
-            attrs += f' data-value="{esc(v)}"'
-    return f'<span class="num"{attrs}>{esc(text)}</span>'
-
-
-def ratio_ci(est, lo, hi) -> str:
-    """'×0.74 (95 % CI ×0.56 to ×0.95)' that may wrap before the parenthesis only."""
-    text = fmt_ratio_ci(est, lo, hi)
-    head, sep, tail = text.partition(" (")
-    return num(head) + (" " + num("(" + tail) if sep else "")
-
-
-def verdict_badge(verdict: str | None, low_power: bool = False, metric: str | None = None) -> str:
-    v = verdict if verdict in VERDICT_TEXT else "inconclusive"
-    text = VERDICT_TEXT[v]
-    if metric == "time_to_resolve" and v == "equivalent":
-        text = "no meaningful change (within ±25 %)"
-    lp = ' <span class="lowpower">low power</span>' if low_power and v in ("inconclusive", "equivalent") else ""
-    return f'<span class="verdict v-{v}">{VERDICT_SYMBOL[v]} {esc(text)}</span>{lp}'
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "", numeric: Sequence[int] = (),
-          caption: str = "") -> str:
-    """An HTML table; cells are already HTML (escape before calling)."""
-    right = ' class="r"'
-    head = "".join(f'<th{right if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cells = "".join(f'<td{right if i in numeric else ""}>{c}</td>' for i, c in enumerate(row))
-        body.append(f"<tr>{cells}</tr>")
-    if not body:
-        body.append(f'<tr><td colspan="{len(headers)}" class="muted">none</td></tr>')
-    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return (f'<table class="{esc(cls)}">{cap}<thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
-
-
-def figure(svg: str, caption: str, cls: str = "") -> str:
-    return f'<figure class="{esc(cls)}">{svg}<figcaption>{esc(caption)}</figcaption></figure>'
 
 
 def _team_names(data: ReportData) -> dict[str, str]:
@@ -318,7 +243,7 @@ def summary_section(data: ReportData) -> str:
         parts.append("<p>Other organisation-wide measures, same method:</p><ul>" + "".join(other) + "</ul>")
 
     parts.append(
-        '<p class="note">Time to resolve is PagerDuty’s triggered → resolved time. “Typical” is the geometric '
+        '<p class="note">Time to resolve is the paging source’s triggered → resolved time. “Typical” is the geometric '
         "mean, which a single very long incident cannot swing, unlike the mean (MTTR). Per-team before/after "
         "comparisons do not prove cause: an organisation-wide trend moves them too. The organisation-wide "
         "figure compares with teams that had not adopted yet and is the one to quote. "
@@ -625,7 +550,7 @@ def methods_section(data: ReportData) -> str:
     if pop:
         population = (
             "<h3>What is counted</h3><ul>"
-            f"<li>{num(fmt_count(pop['records'], 'incident record'))} read from PagerDuty. "
+            f"<li>{num(fmt_count(pop['records'], 'incident record'))} read from the paging sources. "
             f"{num(fmt_count(pop['merged'], 'merged-away incident'))} are left out (their alerts belong to another "
             f"incident); {num(fmt_count(pop['retriggers_folded'], 're-trigger'))} within 24 hours of a resolve were "
             "folded into the first incident.</li>"
@@ -715,7 +640,7 @@ def quality_section(data: ReportData) -> str:
                               cls="quarantine", numeric=(3,)))
     return ('<section id="data-quality"><h2>Data freshness and quality</h2>'
             f"<p>Report generated {num(fmt_datetime(data.generated_at))}; data as of {num(fmt_datetime(data.as_of))} "
-            "(the newest PagerDuty record; incidents still open are measured up to then).</p>"
+            "(the newest paging record; incidents still open are measured up to then).</p>"
             "<h3>Last sync per source</h3>" + fresh
             + "<h3>The latest sync run</h3>" + runs
             + "<h3>Quarantined records</h3>" + quarantine + "</section>")
@@ -759,107 +684,3 @@ def render_html(data: ReportData, exported: Sequence[str] = ()) -> str:
 {files_section(exported)}
 </main></body></html>
 """
-
-
-# --------------------------------------------------------------------------------------- files
-
-
-def _export_tables(con: duckdb.DuckDBPyConnection, data: ReportData, out: Path) -> list[str]:
-    """Every table the report draws from, as CSV and Parquet. Returns the file names written."""
-    from pipelines.report.data import has_table
-
-    written = []
-
-    def write(name: str, frame: pd.DataFrame, arrow: pa.Table | None = None) -> None:
-        frame.to_csv(out / f"{name}.csv", index=False)
-        table_ = arrow if arrow is not None else pa.Table.from_pandas(_parquet_safe(frame), preserve_index=False)
-        pq.write_table(table_, out / f"{name}.parquet")
-        written.extend([f"{name}.csv", f"{name}.parquet"])
-
-    for name in MART_EXPORTS:
-        if has_table(con, "marts", name):
-            arrow = con.sql(f"select * from marts.{name}").to_arrow_table()
-            write(name, con.execute(f"select * from marts.{name}").df(), arrow)
-    write("report_summary", pd.DataFrame(
-        [{"key": k, "value": None if v is None else str(v)} for k, v in data.summary.items()]))
-    write("report_baselines", data.baselines.drop(columns=[c for c in ("adopted_on",) if c in data.baselines]))
-    cfr = data.comparisons[data.comparisons["metric"] == "change_failure_rate"] if not data.comparisons.empty else None
-    if cfr is not None and len(cfr):
-        write("report_change_failure_rate", cfr.dropna(axis=1, how="all"))
-    write("report_deployments_monthly", data.deploys_monthly)
-    write("report_data_freshness", data.freshness)
-    write("report_last_sync_run", data.last_runs)
-    write("report_quarantine", data.quarantine)
-    return written
-
-
-def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Object columns of mixed Python types become strings so Arrow can type them."""
-    out = frame.copy()
-    for c in out.columns:
-        if out[c].dtype == object:
-            kinds = {type(v) for v in out[c].dropna()}
-            if len(kinds) > 1 or (kinds and not kinds <= {str, date, datetime, pd.Timestamp, bool, int, float}):
-                out[c] = out[c].map(lambda v: None if missing(v) else str(v))
-    return out
-
-
-def write_report(con: duckdb.DuckDBPyConnection, reports_dir: Path, run_date: date | None = None, *,
-                 pdf: bool = True, chromium: str | None = None,
-                 logger: logging.Logger | None = None) -> Path:
-    """Render the report from the marts into ``reports_dir/<date>/`` and point ``latest`` at it.
-
-    The folder is built under a temporary name and renamed into place, so ``latest`` never shows half
-    a report. Without Chromium the PDF is skipped with a warning; everything else is written.
-    """
-    logger = logger or log
-    generated_at = datetime.now(timezone.utc)
-    run_date = run_date or generated_at.date()
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    final = reports_dir / run_date.isoformat()
-    tmp = reports_dir / f".{run_date.isoformat()}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        data = load(con, generated_at)
-        exported = _export_tables(con, data, tmp)
-        (tmp / "index.html").write_text(render_html(data, exported), encoding="utf-8")
-        result = print_pdf(tmp / "index.html", tmp / "report.pdf", chromium=chromium) if pdf else \
-            PdfResult(None, "PDF skipped: disabled")
-        if result.ok:
-            logger.info(result.message)
-        else:
-            logger.warning(result.message)
-        (tmp / "pdf_status.txt").write_text(result.message + "\n", encoding="utf-8")
-        _swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _point_latest(reports_dir, final)
-    return final
-
-
-def last_pdf_status(out: Path) -> str:
-    p = Path(out) / "pdf_status.txt"
-    return p.read_text(encoding="utf-8").strip() if p.exists() else ""
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _point_latest(reports_dir: Path, target: Path) -> None:
-    link = reports_dir / "latest"
-    tmp = reports_dir / f".latest-{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target.name, tmp)
-    os.replace(tmp, link)
