@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 from datetime import datetime
 from typing import Any, Callable
 
+from .github_graphql import GitHubGraphQL
+from .github_ids import int_id as _int_id
+from .github_ids import node_id as _node_id
 from .http_common import ApiError, Request, Response, Route, compile_route, fmt_time, match_route
 from .model import Deployment, DeploymentStatus, Organisation, PullRequest, Repo
 
@@ -24,14 +26,6 @@ PAGINATION_LIMITED = {
 
 def not_found(doc: str = DOCS) -> ApiError:
     return ApiError(404, {"message": "Not Found", "documentation_url": doc, "status": "404"})
-
-
-def _int_id(text: str) -> int:
-    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % 90_000_000 + 1_000_000
-
-
-def _node_id(kind: str, n: int) -> str:
-    return base64.b64encode(f"0{len(kind):02d}:{kind}{n}".encode()).decode().rstrip("=")
 
 
 class GitHubApi:
@@ -56,8 +50,6 @@ class GitHubApi:
         self.rate_limit_info: Callable[[str | None], dict[str, int]] = lambda token: {}
         self.graphql = None  # set below: it reads the indexes reindex() builds
         self.reindex()
-        from .github_graphql import GitHubGraphQL  # imports this module's helpers
-
         self.graphql = GitHubGraphQL(self)
         # POST /graphql answers with its own points budget and headers (see EmulatorServer._serve_github)
         self.routes.append(compile_route("POST", "/graphql", self.graphql.handle))

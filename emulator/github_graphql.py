@@ -64,7 +64,8 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from .github_api import _int_id, _node_id
+from .github_ids import int_id as _int_id
+from .github_ids import node_id as _node_id
 from .http_common import Request, Response, fmt_time
 from .model import Deployment, DeploymentStatus, Repo
 
