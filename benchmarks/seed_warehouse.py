@@ -36,10 +36,9 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -53,6 +52,7 @@ from pipelines import warehouse as wh  # noqa: E402
 from pipelines.config import DataPaths  # noqa: E402
 from pipelines.connectors.github import records as github_rules  # noqa: E402
 from pipelines.connectors.pagerduty import records as pagerduty_rules  # noqa: E402
+from pipelines.ingest.fetch import batches  # noqa: E402
 from pipelines.ingest.raw import quarantine, upsert_raw  # noqa: E402
 from pipelines.ownership import load_ownership, load_ownership_tables  # noqa: E402
 from pipelines.records import parse_time, split_valid  # noqa: E402
@@ -67,17 +67,6 @@ def _request(base_url: str, prefix: str, path: str, query: dict[str, list[str]] 
     """The request object the renderers read (only its base URL and query matter to them)."""
     return Request(method="GET", path=path, full_path=prefix + path, query=query or {}, headers={}, body=b"",
                    base_url=base_url.rstrip("/") + prefix)
-
-
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _floor_second(value: datetime) -> datetime:
@@ -177,7 +166,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
             if r[0] not in listed_ids and r[0] in pd_api.inc_by_id]
         n_incidents = 0
         with wh.transaction(con):
-            for batch in _batched(listed + still_open, batch_size):
+            for batch in batches(listed + still_open, batch_size):
                 good, bad = split_valid([pd_api.render_incident(i, req, clock, utc_zone, set()) for i in batch],
                                         pagerduty_rules.INCIDENT)
                 for r, rule, reason in bad:
@@ -201,7 +190,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
         assert all(e.type not in OVERVIEW_DROPS for e in entries)
         n_entries = 0
         with wh.transaction(con):
-            for batch in _batched(entries, batch_size):
+            for batch in batches(entries, batch_size):
                 rendered = [pd_api.render_entry(e, req, clock, utc_zone, set()) for e in batch]
                 good, bad = split_valid(rendered, pagerduty_rules.LOG_ENTRY)
                 for r, rule, reason in bad:

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pipelines.connectors.github.records import DEPLOYMENT_STATES
-from pipelines.connectors.pagerduty.records import INCIDENT_STATUSES
 from pipelines.records import EARLIEST_PLAUSIBLE, FUTURE_TOLERANCE
 from pipelines.warehouse import table_references
 
@@ -49,17 +47,8 @@ BLOCKING = "blocking"
 WARNING = "warning"
 MAX_EXAMPLES = 5
 
-# PagerDuty's documented log-entry types. Others are kept in staging (the metrics ignore them) and
-# reported by a warning.
-KNOWN_LOG_ENTRY_TYPES = (
-    "acknowledge_log_entry", "annotate_log_entry", "assign_log_entry", "delegate_log_entry",
-    "escalate_log_entry", "exhaust_escalation_path_log_entry", "notify_log_entry", "reach_ack_limit_log_entry",
-    "reach_trigger_limit_log_entry", "repeat_escalation_path_log_entry", "resolve_log_entry", "snooze_log_entry",
-    "trigger_log_entry", "unacknowledge_log_entry", "urgency_change_log_entry",
-)
 # Environment names expected besides the production one (INCIDENT_METRICS_PRODUCTION_ENVIRONMENT).
 NON_PRODUCTION_ENVIRONMENTS = ("staging", "development", "test", "qa", "preview", "sandbox")
-URGENCIES = ("high", "low")
 
 
 # ------------------------------------------------------------------------------------ the rules
@@ -105,32 +94,32 @@ class TableQuality:
         return tuple(r for r in self.rules if r.severity == severity)
 
 
-def _not_null(column: str, severity: str = BLOCKING) -> Rule:
+def not_null(column: str, severity: str = BLOCKING) -> Rule:
     return Rule(f"{column} is not null", severity, lambda s: _gxe().ExpectColumnValuesToNotBeNull(column=column))
 
 
-def _unique(column: str) -> Rule:
+def unique(column: str) -> Rule:
     return Rule(f"{column} is unique", BLOCKING, lambda s: _gxe().ExpectColumnValuesToBeUnique(column=column))
 
 
-def _plausible(column: str) -> Rule:
+def plausible(column: str) -> Rule:
     return Rule(f"{column} is not before {EARLIEST_PLAUSIBLE:%Y} and not in the future", BLOCKING,
                 lambda s: _gxe().ExpectColumnValuesToBeBetween(
                     column=column, min_value=pd.Timestamp(EARLIEST_PLAUSIBLE), max_value=s.latest_plausible))
 
 
-def _parsed() -> Rule:
+def parsed() -> Rule:
     return Rule("every value parsed (invalid_fields is null)", BLOCKING,
                 lambda s: _gxe().ExpectColumnValuesToBeNull(column="invalid_fields"))
 
 
-def _at_or_after(later: str, earlier: str, severity: str = BLOCKING) -> Rule:
+def at_or_after(later: str, earlier: str, severity: str = BLOCKING) -> Rule:
     return Rule(f"{later} is at or after {earlier}", severity,
                 lambda s: _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
                     column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"))
 
 
-def _in_set(column: str, values: Sequence[str] | Callable[[Settings], Sequence[str]], severity: str,
+def in_set(column: str, values: Sequence[str] | Callable[[Settings], Sequence[str]], severity: str,
             label: str | None = None) -> Rule:
     def build(s: Settings) -> gx.expectations.Expectation:
         allowed = values(s) if callable(values) else values
@@ -140,130 +129,26 @@ def _in_set(column: str, values: Sequence[str] | Callable[[Settings], Sequence[s
                 severity, build)
 
 
-def _is_true(column: str, label: str, severity: str) -> Rule:
+def is_true(column: str, label: str, severity: str) -> Rule:
     return Rule(label, severity, lambda s: _gxe().ExpectColumnValuesToBeInSet(column=column, value_set=[True]))
 
 
-def _unique_together(columns: list[str]) -> Rule:
+def unique_together(columns: list[str]) -> Rule:
     return Rule(f"({', '.join(columns)}) is unique", BLOCKING,
                 lambda s: _gxe().ExpectCompoundColumnsToBeUnique(column_list=columns))
 
 
-_KNOWN_SERVICE = ("exists (select 1 from staging.stg_ownership__service_owners as o "
+KNOWN_SERVICE = ("exists (select 1 from staging.stg_ownership__service_owners as o "
                   "where o.service_id = {alias}.service_id)")
 
-TABLES: dict[str, TableQuality] = {t.table: t for t in (
-    TableQuality(
-        "stg_pagerduty__incidents", "incident_id",
-        f"""
-        select i.incident_id, i.service_id, i.status, i.urgency, i.created_at, i.resolved_at, i.invalid_fields,
-               {_KNOWN_SERVICE.format(alias='i')} as service_in_ownership_file
-        from staging.stg_pagerduty__incidents as i
-        order by i.incident_id
-        """,
-        (
-            _not_null("incident_id"), _unique("incident_id"), _parsed(),
-            _not_null("created_at"), _plausible("created_at"), _plausible("resolved_at"),
-            _at_or_after("resolved_at", "created_at"),
-            _not_null("service_id"),
-            _in_set("status", sorted(INCIDENT_STATUSES), BLOCKING),
-            _in_set("urgency", URGENCIES, WARNING),
-            _is_true("service_in_ownership_file",
-                     "the service is in the ownership file (else its incidents have no team)", WARNING),
-        ),
-    ),
-    TableQuality(
-        "stg_pagerduty__log_entries", "log_entry_id",
-        """
-        with resolves as (
-            select incident_id, max(created_at) as resolve_logged_at
-            from staging.stg_pagerduty__log_entries
-            where entry_type = 'resolve_log_entry'
-            group by incident_id
-        )
-
-        select l.log_entry_id, l.incident_id, l.entry_type, l.created_at, l.invalid_fields,
-               case when l.entry_type = 'acknowledge_log_entry' then l.created_at end as acknowledged_at,
-               i.created_at as incident_created_at,
-               -- resolved as the marts take it: the incident's resolved_at, else its latest resolve entry
-               coalesce(case when i.status = 'resolved' then i.resolved_at end, r.resolve_logged_at)
-                   as incident_resolved_at
-        from staging.stg_pagerduty__log_entries as l
-        left join staging.stg_pagerduty__incidents as i on i.incident_id = l.incident_id
-        left join resolves as r on r.incident_id = l.incident_id
-        order by l.log_entry_id
-        """,
-        (
-            _not_null("log_entry_id"), _unique("log_entry_id"), _parsed(),
-            _not_null("incident_id"), _not_null("entry_type"),
-            _not_null("created_at"), _plausible("created_at"),
-            _at_or_after("acknowledged_at", "incident_created_at"),
-            _at_or_after("incident_resolved_at", "acknowledged_at"),
-            _in_set("entry_type", KNOWN_LOG_ENTRY_TYPES, WARNING,
-                    "entry_type is a documented PagerDuty type (others are kept but not counted)"),
-        ),
-    ),
-    TableQuality(
-        "stg_pagerduty__services", "service_id",
-        f"""
-        select s.service_id, s.service_name, {_KNOWN_SERVICE.format(alias='s')} as service_in_ownership_file
-        from staging.stg_pagerduty__services as s
-        order by s.service_id
-        """,
-        (
-            _not_null("service_id"), _unique("service_id"),
-            _not_null("service_name", WARNING),
-            _is_true("service_in_ownership_file",
-                     "every PagerDuty service is in the ownership file (else its incidents have no team)", WARNING),
-        ),
-    ),
-    TableQuality(
-        "stg_pagerduty__teams", "team_id",
-        "select team_id, team_name from staging.stg_pagerduty__teams order by team_id",
-        (_not_null("team_id"), _unique("team_id"), _not_null("team_name", WARNING)),
-    ),
-    TableQuality(
-        "stg_github__deployments", "deployment_id",
-        """
-        select deployment_id, repo, environment, created_at, invalid_fields
-        from staging.stg_github__deployments order by deployment_id
-        """,
-        (
-            _not_null("deployment_id"), _unique("deployment_id"), _parsed(), _not_null("repo"),
-            _not_null("created_at"), _plausible("created_at"), _not_null("environment"),
-            _in_set("environment", lambda s: s.allowed_environments, WARNING,
-                    "environment is the production one or a known non-production name"),
-        ),
-    ),
-    TableQuality(
-        "stg_github__deployment_statuses", "status_id",
-        """
-        select status_id, deployment_id, state, created_at, invalid_fields
-        from staging.stg_github__deployment_statuses order by status_id
-        """,
-        (
-            _not_null("status_id"), _unique("status_id"), _parsed(), _not_null("deployment_id"),
-            _not_null("created_at"), _plausible("created_at"),
-            _in_set("state", sorted(DEPLOYMENT_STATES), BLOCKING),
-        ),
-    ),
-    TableQuality(
-        "stg_github__pull_requests", "pull_request_id",
-        """
-        select pull_request_id, repo, number, created_at, merged_at, invalid_fields
-        from staging.stg_github__pull_requests order by pull_request_id
-        """,
-        (
-            _not_null("pull_request_id"), _unique("pull_request_id"), _parsed(),
-            _not_null("created_at"), _plausible("created_at"), _plausible("merged_at"),
-            _at_or_after("merged_at", "created_at"),
-        ),
-    ),
+# The ownership file's tables; each connector has the rules of its own staging tables
+# (pipelines/connectors/<name>/quality.py).
+OWNERSHIP_TABLES: tuple[TableQuality, ...] = (
     TableQuality(
         "stg_ownership__teams", "team_key",
         "select team_key, time_zone, business_hours_start, business_hours_end from staging.stg_ownership__teams",
-        (_not_null("team_key"), _unique("team_key"), _not_null("time_zone"),
-         _not_null("business_hours_start"), _not_null("business_hours_end")),
+        (not_null("team_key"), unique("team_key"), not_null("time_zone"),
+         not_null("business_hours_start"), not_null("business_hours_end")),
     ),
     TableQuality(
         "stg_ownership__service_owners", "service_id",
@@ -275,19 +160,27 @@ TABLES: dict[str, TableQuality] = {t.table: t for t in (
         order by o.service_id, o.valid_from
         """,
         (
-            _not_null("service_id"), _unique_together(["service_id", "valid_from"]),
+            not_null("service_id"), unique_together(["service_id", "valid_from"]),
             Rule("valid_to is after valid_from", BLOCKING,
                  lambda s: _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
                      column_A="valid_to", column_B="valid_from", or_equal=False, ignore_row_if="either_value_is_missing")),
-            _is_true("team_known", "the owning team is defined in the ownership file", BLOCKING),
+            is_true("team_known", "the owning team is defined in the ownership file", BLOCKING),
         ),
     ),
     TableQuality(
         "stg_ownership__service_repos", "service_id",
         "select service_id, repo from staging.stg_ownership__service_repos order by service_id, repo",
-        (_not_null("service_id"), _not_null("repo"), _unique_together(["service_id", "repo"])),
+        (not_null("service_id"), not_null("repo"), unique_together(["service_id", "repo"])),
     ),
-)}
+)
+
+
+def tables() -> dict[str, TableQuality]:
+    """The rules of every staging table: the ownership file's (here) and each connector's, from the
+    registry (imported here, when first asked: the connectors' rules are built with this module)."""
+    from pipelines.connectors import CONNECTORS
+
+    return {t.table: t for t in (*OWNERSHIP_TABLES, *(t for c in CONNECTORS for t in c.quality))}
 
 
 # ------------------------------------------------------------------------------------ GX plumbing
@@ -301,7 +194,7 @@ def build_suite(table: str, severity: str | None = None, settings: Settings | No
     """
     gx = _gx()
     settings = settings or Settings()
-    spec = TABLES[table]
+    spec = tables()[table]
     expectations = []
     for rule in (spec.rules if severity is None else spec.rules_of(severity)):
         expectation = rule.build(settings)
@@ -445,7 +338,7 @@ def summarize(result, df: pd.DataFrame, table: str, severity: str, id_column: st
 
 def check_frame(df: pd.DataFrame, table: str, severity: str, settings: Settings | None = None) -> Outcome:
     """Build the suite of one severity, run it on ``df`` and summarize (an asset check without Dagster)."""
-    spec = TABLES[table]
+    spec = tables()[table]
     if not spec.rules_of(severity):
         return Outcome(table, severity, len(df), 0, [])
     result = validate_df(df, build_suite(table, severity, settings))
@@ -454,14 +347,14 @@ def check_frame(df: pd.DataFrame, table: str, severity: str, settings: Settings 
 
 def check_frame_all(df: pd.DataFrame, table: str, settings: Settings | None = None) -> dict[str, Outcome]:
     """Both severities with one validation run: {BLOCKING: Outcome, WARNING: Outcome}."""
-    spec = TABLES[table]
+    spec = tables()[table]
     result = validate_df(df, build_suite(table, None, settings))
     return {severity: summarize(result, df, table, severity, spec.id_column) for severity in (BLOCKING, WARNING)}
 
 
 def load_frame(con, table: str) -> pd.DataFrame:
     """The rows the suites of ``table`` check, from the warehouse."""
-    return con.execute(TABLES[table].frame_sql).df()
+    return con.execute(tables()[table].frame_sql).df()
 
 
 def check_table(con, table: str, severity: str, settings: Settings | None = None) -> Outcome:

@@ -66,19 +66,19 @@ def test_every_sql_model_and_check_reads_only_its_upstream_assets():
     checked = 0
     for key in graph.asset_check_keys:
         table = key.asset_key.path[-1]
-        if key.asset_key.path[0] != "staging" or table not in quality.TABLES:
+        if key.asset_key.path[0] != "staging" or table not in quality.tables():
             continue
-        reads = {dg.AssetKey(list(ref)) for ref in wh.table_references(quality.TABLES[table].frame_sql)}
+        reads = {dg.AssetKey(list(ref)) for ref in wh.table_references(quality.tables()[table].frame_sql)}
         missing = reads - _check_deps(key)
         assert not missing, f"check {key.name} on {table} reads {missing} outside its upstream assets"
         checked += 1
     # gx_blocking on every staging table, gx_warnings where it has softer rules: each was walked
-    assert checked == sum(1 + bool(t.rules_of(quality.WARNING)) for t in quality.TABLES.values()) > 10
+    assert checked == sum(1 + bool(t.rules_of(quality.WARNING)) for t in quality.tables().values()) > 10
 
 
 def test_the_walk_catches_a_check_that_reads_outside_its_upstream():
     """The rule above, on a check whose SQL names a table it does not depend on."""
-    spec = quality.TABLES["stg_pagerduty__incidents"]
+    spec = quality.tables()["stg_pagerduty__incidents"]
     reads = {dg.AssetKey(list(r)) for r in wh.table_references(spec.frame_sql + " join staging.stg_github__deployments")}
     key = dg.AssetCheckKey(dg.AssetKey(["staging", "stg_pagerduty__incidents"]), "gx_blocking")
     assert reads - _check_deps(key) == {dg.AssetKey(["staging", "stg_github__deployments"])}

@@ -192,7 +192,9 @@ FAULTS = {
     "truncated-json": FaultRule("truncate", route="/incidents", start=3, count=1),
     "short-body": FaultRule("short_body", route="/incidents", start=2, count=1),
     "html-200": FaultRule("html", route="/incidents", start=2, count=2),
-    "hang": FaultRule("hang", route="/incidents", start=2, count=1, seconds=0.6),
+    # hung for 4 s against a 1 s client timeout: one retry, while an ordinary answer (well under a
+    # second even on a busy machine) never times out
+    "hang": FaultRule("hang", route="/incidents", start=2, count=1, seconds=4.0),
     "429": FaultRule("rate_limit", route="/incidents", start=2, count=1, seconds=7),
     "429-bare": FaultRule("rate_limit_bare", route="/incidents", start=1, count=1),
 }
@@ -203,13 +205,13 @@ def test_fault_modes_end_in_the_same_records(server, window, expected, name):
     rule = FAULTS[name]
     srv = server(faults=Faults(rules=[rule]))
     sleeps: list[float] = []
-    pd = pd_client(srv, sleeps, timeout=0.25 if name == "hang" else 5.0)
+    pd = pd_client(srv, sleeps, timeout=1.0 if name == "hang" else 5.0)
     got = [r["id"] for r in pd.incidents(*window)]
     assert len(got) == len(set(got)) and set(got) == expected["incidents"]
     assert srv.faults.fired == {rule.kind: rule.count}
     assert pd.stats["incidents"].retries == rule.count
     if name == "hang":  # the hung request is recorded once its handler wakes up
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while route_requests(srv, "pagerduty GET /incidents") < pd.stats["incidents"].requests and time.monotonic() < deadline:
             time.sleep(0.05)
     assert pd.stats["incidents"].requests == route_requests(srv, "pagerduty GET /incidents")

@@ -156,6 +156,7 @@ class Connector:
     streams: tuple[Stream, ...]
     resource: Callable[[], Any]  # the configured Dagster resource, from the environment
     settings: tuple[str, ...] = ()  # the environment variables it reads (README, .env.example)
+    quality: tuple = ()  # pipelines.quality.TableQuality of each of its staging tables (the asset checks)
 
     def stream(self, name: str) -> Stream:
         for s in self.streams:

@@ -1,8 +1,9 @@
-"""Reading an API in threads while the caller writes in its own: :func:`fetch_in_order`."""
+"""Reading an API: in threads while the caller writes in its own (:func:`fetch_in_order`), in
+batches of bounded size (:func:`batches`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 _END = object()
@@ -51,3 +52,14 @@ def fetch_in_order(items: list, fetch: Callable[[Any], Any], workers: int):
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
+
+def batches(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``records`` in lists of ``size`` (the last one shorter, none empty)."""
+    batch: list[Any] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -4,10 +4,11 @@ named in the ownership file.
 - ``client.py``: the REST and GraphQL client (ETags, rate limits, GitHub Enterprise);
 - ``streams.py``: how each stream reads a night and a backfill repo;
 - ``records.py``: the record rules;
+- ``quality.py``: the Great Expectations rules of its staging tables (the second line);
 - ``resource.py``: the settings and the Dagster resource ``github``.
 """
 
-from pipelines.connectors.github import resource, streams
+from pipelines.connectors.github import quality, resource, streams
 from pipelines.ingest.contract import Connector
 
 CONNECTOR = Connector(
@@ -17,4 +18,5 @@ CONNECTOR = Connector(
     streams=streams.STREAMS,
     resource=resource.from_env,
     settings=resource.SETTINGS,
+    quality=quality.TABLES,
 )

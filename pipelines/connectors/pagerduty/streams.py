@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 from pipelines.connectors.pagerduty import records as rules
 from pipelines.http import ApiError
 from pipelines.ingest.contract import FULL, Field, Part, RawTable, Read, Stream, StreamUnavailable
-from pipelines.ingest.fetch import fetch_in_order
+from pipelines.ingest.fetch import batches, fetch_in_order
 from pipelines.records import parse_time
 
 SOURCE = rules.SOURCE
@@ -28,18 +28,6 @@ TEAMS, SERVICES = "pagerduty_teams", "pagerduty_services"
 INCIDENTS, LOG_ENTRIES = "pagerduty_incidents", "pagerduty_log_entries"
 ANALYTICS = "pagerduty_analytics_incidents"
 ANALYTICS_UNAVAILABLE = {402, 403, 404}  # the account or the token has no Analytics: fall back, do not fail
-
-
-def batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    """``records`` in lists of ``size`` (the last one shorter, none empty)."""
-    batch: list[dict] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # ------------------------------------------------------------------------------------- readers
