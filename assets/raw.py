@@ -16,7 +16,7 @@ from assets.ownership import VALIDATED_FIRST
 from pipelines import warehouse as wh
 from pipelines.config import WAREHOUSE_POOL
 from pipelines.connectors import streams as registered_streams
-from pipelines.ingest.contract import Connector, Stream
+from pipelines.ingest.contract import FULL, Connector, Stream
 from pipelines.ingest.runner import BackfillRange, run_stream
 
 KINDS = {"python", "duckdb"}
@@ -119,4 +119,4 @@ ranged_assets = [STREAM_ASSETS[(c.name, s.name)] for c, s in registered_streams(
 # read in full by every run; a stream with a bookmark but no range reader (PagerDuty Analytics)
 # reads on from its bookmark, which a backfill must not move, so it is nightly only.
 nightly_only_assets = [STREAM_ASSETS[(c.name, s.name)] for c, s in registered_streams()
-                       if not s.ranged and s.scope != "full"]
+                       if not s.ranged and s.scope != FULL]
