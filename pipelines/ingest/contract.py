@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipelines import warehouse as wh
 from pipelines.records import RecordRules, parse_time, split_valid
 
 # How a stream is bookmarked, which also says what a backfill unit is.
@@ -101,8 +102,6 @@ class Read:
     def window(self, bookmark: str) -> tuple[datetime, datetime | None]:
         """``(since, bookmark)`` of one bookmark: read from ``since``, the bookmark minus the rewind,
         or ``settings.history_days`` back on a first load."""
-        from pipelines import warehouse as wh
-
         hwm = wh.high_water_mark(self.con, self.stream.source, bookmark)
         rewind = self.stream.rewind if self.stream.rewind is not None else self.settings.rewind
         since = (hwm - rewind) if hwm else self.now - timedelta(days=self.settings.history_days)

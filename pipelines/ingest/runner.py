@@ -211,10 +211,10 @@ class _Run:
             self.rejects.extend(bad)
             staging[table.name].add(good, **part.extra)
             if table is main and part.bookmark and table.cursor:
-                times = [t for t in map(table.cursor_of, good) if t is not None]
+                seen = self.bookmarks.get(part.bookmark)
+                times = [t for t in map(table.cursor_of, good) if t is not None] + ([seen] if seen else [])
                 if times:
-                    self.bookmarks[part.bookmark] = max([*times, *([self.bookmarks[part.bookmark]]
-                                                                   if part.bookmark in self.bookmarks else [])])
+                    self.bookmarks[part.bookmark] = max(times)
         self.rejects.extend(part.rejects)
         return n + (len(part.rejects) if part.checked else 0)
 
