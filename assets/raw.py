@@ -60,7 +60,7 @@ def stream_asset(connector: Connector, stream: Stream) -> dg.AssetsDefinition:
                 metadata = {"skipped": True, **({stream.availability: 0} if stream.availability else {})}
                 yield dg.MaterializeResult(asset_key=["raw", t.name], metadata=metadata)
             return
-        repos = context.resources.ownership.load().repos if stream.reads_repos else []
+        repos = context.resources.ownership.load().repos_of(stream.source) if stream.reads_repos else []
         now = datetime.now(timezone.utc)
         with resource.client() as client, warehouse.connect() as con:
             results = run_stream(con, client, stream, run_id=context.run.run_id, now=now,

@@ -208,7 +208,7 @@ def seed(org: Organisation, data_dir: str | Path, *, now: datetime | None = None
 
         # ---------------------------------------------------------------- GitHub
         n_deployments = n_statuses = n_pulls = 0
-        for full_name in ownership.repos:
+        for full_name in ownership.repos_of("github"):
             repo = gh_api.repos.get(full_name.lower())
             owner, name = full_name.split("/", 1)
             if repo is None or not repo.accessible:

@@ -187,7 +187,7 @@ class Organisation:
                 {
                     "key": t.key,
                     "name": t.name,
-                    "pagerduty_team_id": t.id,
+                    "ids": {"pagerduty": t.id},
                     "time_zone": t.time_zone,
                     "business_hours": {
                         "start": t.business_hours_start,
@@ -201,7 +201,7 @@ class Organisation:
         for s in self.services:
             services.append(
                 {
-                    "pagerduty_service_id": s.id,
+                    "ids": {"pagerduty": s.id},
                     "name": s.name,
                     "repos": list(s.repos),
                     "owners": [

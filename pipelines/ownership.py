@@ -1,13 +1,15 @@
 """Who owns what, and since when: ownership.yaml (or Backstage catalog files), validated.
 
 The ownership file is the source of truth for teams (time zone, business hours, adoption date), the
-PagerDuty services each team owns over time, and the GitHub repos that deploy each service. A bad
-file fails with ``file:line: reason`` so it can be fixed without guessing. The format is described
-in docs/ownership.md.
+services each team owns over time (each named by its id in one or more paging sources) and the repos
+(on one or more git hosts) that deploy each service. Which sources exist, and their own spellings in
+the file, come from the registry of connectors. A bad file fails with ``file:line: reason`` so it
+can be fixed without guessing. The format is described in docs/ownership.md.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -19,12 +21,19 @@ import pandas as pd
 import yaml
 
 from pipelines import warehouse as wh
+from pipelines.connectors import CONNECTORS
 from pipelines.errors import UserFacingError
+from pipelines.ingest.contract import Connector
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TEAM_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+SourceId = tuple[str, str]  # (source, the id or repo path in that source): how services and repos are named
+
+
+def _sources(connectors: tuple[Connector, ...], kind: str) -> dict[str, Connector]:
+    return {c.name: c for c in connectors if c.kind == kind}
 
 
 class OwnershipError(UserFacingError, ValueError):
@@ -40,7 +49,7 @@ class TeamSpec:
     business_hours_end: time
     business_days: tuple[int, ...]
     adopted_on: date | None
-    pagerduty_team_id: str | None = None
+    ids: tuple[SourceId, ...] = ()  # the team's id in each paging source that names it
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,16 @@ class OwnerPeriod:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    service_id: str
+    ids: tuple[SourceId, ...]  # the service's id in each paging source that pages for it (one or more)
     name: str
-    repos: tuple[str, ...]
+    repos: tuple[SourceId, ...]  # (git source, repo path) of each repo deploying it
     owners: tuple[OwnerPeriod, ...]  # empty for a service marked unowned
     unowned: bool = False  # listed on purpose with no owner (e.g. a shared alerting sink)
+
+    @property
+    def label(self) -> str:
+        """How messages name the service: its first id."""
+        return self.ids[0][1]
 
 
 @dataclass
@@ -71,7 +85,7 @@ class Ownership:
                 {
                     "team_key": t.key,
                     "team_name": t.name,
-                    "pagerduty_team_id": t.pagerduty_team_id,
+                    "source_team_ids": json.dumps(dict(t.ids), sort_keys=True),
                     "time_zone": t.time_zone,
                     "business_hours_start": t.business_hours_start.strftime("%H:%M"),
                     "business_hours_end": t.business_hours_end.strftime("%H:%M"),
@@ -82,43 +96,35 @@ class Ownership:
                 for t in self.teams
             ],
             columns=[
-                "team_key", "team_name", "pagerduty_team_id", "time_zone", "business_hours_start",
+                "team_key", "team_name", "source_team_ids", "time_zone", "business_hours_start",
                 "business_hours_end", "business_isodows", "adopted_on",
             ],
         )
 
     def service_owners_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    "service_id": s.service_id,
-                    "service_name": s.name,
-                    "team_key": p.team_key,
-                    "valid_from": p.valid_from,
-                    "valid_to": p.valid_to,
-                }
-                for s in self.services
-                for p in s.owners
+        """One row per service id and owning period (a service paged from two sources: rows for each)."""
+        rows = []
+        for s in self.services:
+            # an explicitly unowned service: one row without a team, so it counts as known
+            periods = [(p.team_key, p.valid_from, p.valid_to) for p in s.owners] or [(None, None, None)]
+            rows += [
+                {"source": source, "service_id": sid, "service_name": s.name, "team_key": team,
+                 "valid_from": start, "valid_to": end}
+                for source, sid in s.ids
+                for team, start, end in periods
             ]
-            + [
-                # an explicitly unowned service: one row without a team, so it counts as known
-                {"service_id": s.service_id, "service_name": s.name, "team_key": None, "valid_from": None,
-                 "valid_to": None}
-                for s in self.services
-                if s.unowned
-            ],
-            columns=["service_id", "service_name", "team_key", "valid_from", "valid_to"],
-        )
+        return pd.DataFrame(rows, columns=["source", "service_id", "service_name", "team_key", "valid_from", "valid_to"])
 
     def service_repos_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            [{"service_id": s.service_id, "repo": r} for s in self.services for r in s.repos],
-            columns=["service_id", "repo"],
+            [{"source": source, "service_id": sid, "repo_source": repo_source, "repo": repo}
+             for s in self.services for source, sid in s.ids for repo_source, repo in s.repos],
+            columns=["source", "service_id", "repo_source", "repo"],
         )
 
-    @property
-    def repos(self) -> list[str]:
-        return sorted({r for s in self.services for r in s.repos})
+    def repos_of(self, source: str) -> list[str]:
+        """The repos on one git host that deploy any service, sorted."""
+        return sorted({repo for s in self.services for repo_source, repo in s.repos if repo_source == source})
 
 
 # --------------------------------------------------------------------------- YAML with line numbers
@@ -160,8 +166,12 @@ def _convert(node: yaml.Node) -> _Node:
 
 
 class _Reader:
-    def __init__(self, source: str):
+    def __init__(self, source: str, connectors: tuple[Connector, ...]):
         self.source = source
+        self.connectors = connectors
+
+    def sources(self, kind: str) -> dict[str, Connector]:
+        return _sources(self.connectors, kind)
 
     def fail(self, line: int, message: str) -> OwnershipError:
         return OwnershipError(f"{self.source}:{line}: {message}")
@@ -201,6 +211,48 @@ class _Reader:
                 pass
         raise self.fail(node.line, f"{what} must be a date like 2025-06-01, got {value!r}")
 
+    def source_ids(self, m: dict[str, _Node], what: str, alias_of: dict[str, str]) -> list[tuple[str, str, int]]:
+        """``ids: {<paging source>: <id>}`` and the sources' alias keys (``alias_of``: key -> source),
+        as (source, id, line)."""
+        paging = self.sources("paging")
+        found: dict[str, tuple[str, int]] = {}
+
+        def add(source: str, node: _Node, key: str) -> None:
+            value = self.string(node, f"{key} of {what}")
+            if source in found and found[source][0] != value:
+                raise self.fail(node.line, f"{what}: two {paging[source].label} ids, {found[source][0]!r} and {value!r}")
+            found.setdefault(source, (value, node.line))
+
+        if "ids" in m and m["ids"].value is not None:
+            ids = self.mapping(m["ids"], f"the ids of {what}", set(paging))
+            for source, node in ids.items():
+                add(source, node, f"ids.{source}")
+        for key, source in alias_of.items():
+            if key in m and m[key].value not in (None, ""):
+                add(source, m[key], key)
+        return [(source, value, line) for source, (value, line) in found.items()]
+
+    def repo(self, node: _Node, service: str) -> SourceId:
+        """A repo entry: a bare path (on the host whose connector takes plain repos), or
+        ``{<git source>: <path>}``."""
+        git = self.sources("git")
+        if isinstance(node.value, dict):
+            if len(node.value) != 1:
+                raise self.fail(node.line, f"a repo of service {service!r} names one host and one path, "
+                                           f"like {{{next(iter(git), 'host')}: {_example(git)}}}")
+            source, path_node = next(iter(self.mapping(node, f"a repo of service {service!r}", set(git)).items()))
+        else:
+            plain = [c.name for c in git.values() if c.ownership.plain_repos]
+            if not plain:
+                raise self.fail(node.line, f"repo {node.value!r} of service {service!r} must name its host "
+                                           f"({', '.join(git)})")
+            source, path_node = plain[0], node
+        path = self.string(path_node, "repo")
+        names = git[source].ownership
+        if not re.match(names.repo_pattern, path):
+            raise self.fail(path_node.line, f"repo {path!r} must look like {names.repo_example}")
+        return source, path
+
     def clock(self, node: _Node, what: str) -> time:
         value = node.value
         if isinstance(value, int) and not isinstance(value, bool):
@@ -209,6 +261,10 @@ class _Reader:
         if not isinstance(value, str) or not _HHMM.match(value):
             raise self.fail(node.line, f"{what} must be a time like \"09:00\", got {node.value!r}")
         return time.fromisoformat(value)
+
+
+def _example(git: dict[str, Connector]) -> str:
+    return next(iter(git.values())).ownership.repo_example if git else "owner/name"
 
 
 def load_ownership(path: str | Path) -> Ownership:
@@ -230,8 +286,9 @@ def load_ownership(path: str | Path) -> Ownership:
     return parse_ownership(text, str(p))
 
 
-def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
-    r = _Reader(source)
+def parse_ownership(text: str, source: str = "ownership.yaml", connectors: tuple[Connector, ...] = CONNECTORS) -> Ownership:
+    """Validate an ownership.yaml; the sources it may name are those of ``connectors`` (the registry)."""
+    r = _Reader(source, connectors)
     root = _compose(text, source)
     if root is None:
         raise r.fail(1, "the file is empty; it needs 'teams:' and 'services:'")
@@ -245,10 +302,13 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
     if not isinstance(services_node.value, list):
         raise r.fail(services_node.line, "'services' must be a list")
 
+    paging = r.sources("paging")
+    team_aliases = {c.ownership.team_alias: c.name for c in paging.values() if c.ownership.team_alias}
+    service_aliases = {c.ownership.service_alias: c.name for c in paging.values() if c.ownership.service_alias}
     teams: list[TeamSpec] = []
     seen_teams: dict[str, int] = {}
     for node in teams_node.value:
-        m = r.mapping(node, "a team", {"key", "name", "pagerduty_team_id", "time_zone", "business_hours", "adopted_on"})
+        m = r.mapping(node, "a team", {"key", "name", "ids", "time_zone", "business_hours", "adopted_on"} | set(team_aliases))
         key = r.string(r.required(m, "key", "a team", node.line), "team key")
         if not _TEAM_KEY.match(key):
             raise r.fail(m["key"].line, f"team key {key!r} must be lower-case letters, digits, '-' or '_'")
@@ -280,7 +340,6 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
                         raise r.fail(d.line, f"unknown day {d.value!r} (use mon..sun)")
                     parsed.append(DAY_NAMES.index(name))
                 days = tuple(sorted(set(parsed)))
-        pd_team = m.get("pagerduty_team_id")
         teams.append(
             TeamSpec(
                 key=key,
@@ -290,28 +349,31 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
                 business_hours_end=end,
                 business_days=days,
                 adopted_on=r.optional_date(m.get("adopted_on"), f"adopted_on of team {key!r}"),
-                pagerduty_team_id=r.string(pd_team, "pagerduty_team_id") if pd_team and pd_team.value else None,
+                ids=tuple((source, value) for source, value, _ in r.source_ids(m, f"team {key!r}", team_aliases)),
             )
         )
 
     services: list[ServiceSpec] = []
-    seen_services: dict[str, int] = {}
+    seen_services: dict[SourceId, int] = {}
     for node in services_node.value:
-        m = r.mapping(node, "a service", {"pagerduty_service_id", "name", "repos", "owners", "owner", "unowned"})
-        sid = r.string(r.required(m, "pagerduty_service_id", "a service", node.line), "pagerduty_service_id")
-        if sid in seen_services:
-            raise r.fail(m["pagerduty_service_id"].line, f"service {sid!r} is listed twice (first on line {seen_services[sid]})")
-        seen_services[sid] = m["pagerduty_service_id"].line
+        m = r.mapping(node, "a service", {"ids", "name", "repos", "owners", "owner", "unowned"} | set(service_aliases))
+        found = r.source_ids(m, "a service", service_aliases)
+        if not found:
+            first = next(iter(paging), "source")
+            raise r.fail(node.line, f"a service needs its id in a paging source, like 'ids: {{{first}: <service id>}}' "
+                                    f"(paging sources: {', '.join(paging)})")
+        ids = tuple((source, value) for source, value, _ in found)
+        sid = ids[0][1]
+        for source, value, line in found:
+            if (source, value) in seen_services:
+                raise r.fail(line, f"service {value!r} is listed twice (first on line {seen_services[source, value]})")
+            seen_services[source, value] = line
         name = r.string(m["name"], "service name") if m.get("name") and m["name"].value else sid
-        repos: list[str] = []
+        repos: list[SourceId] = []
         if "repos" in m and m["repos"].value is not None:
             if not isinstance(m["repos"].value, list):
-                raise r.fail(m["repos"].line, f"repos of service {sid!r} must be a list of owner/name")
-            for rn in m["repos"].value:
-                repo = r.string(rn, "repo")
-                if not _REPO.match(repo):
-                    raise r.fail(rn.line, f"repo {repo!r} must look like owner/name")
-                repos.append(repo)
+                raise r.fail(m["repos"].line, f"repos of service {sid!r} must be a list")
+            repos = [r.repo(rn, sid) for rn in m["repos"].value]
         periods: list[tuple[str, date | None, int]] = []
         unowned = "unowned" in m and m["unowned"].value is True
         if "unowned" in m and not isinstance(m["unowned"].value, bool):
@@ -345,26 +407,25 @@ def parse_ownership(text: str, source: str = "ownership.yaml") -> Ownership:
             OwnerPeriod(team, start, periods[i + 1][1] if i + 1 < len(periods) else None)
             for i, (team, start, _) in enumerate(periods)
         )
-        services.append(ServiceSpec(service_id=sid, name=name, repos=tuple(repos), owners=owners, unowned=unowned))
+        services.append(ServiceSpec(ids=ids, name=name, repos=tuple(repos), owners=owners, unowned=unowned))
 
     return Ownership(source=source, teams=teams, services=services)
 
 
 # --------------------------------------------------------------------------- Backstage catalog
 
-ANNOTATION_PD_SERVICE = "pagerduty.com/service-id"
-ANNOTATION_GH_SLUG = "github.com/project-slug"
 # Our own annotations on Group entities (Backstage has no field for these):
 ANNOTATION_TZ = "incident-metrics/time-zone"
 ANNOTATION_ADOPTED = "incident-metrics/adopted-on"
 ANNOTATION_HOURS = "incident-metrics/business-hours"  # "09:00-17:00 mon-fri"
 
 
-def load_backstage_catalog(paths: list[Path]) -> Ownership:
+def load_backstage_catalog(paths: list[Path], connectors: tuple[Connector, ...] = CONNECTORS) -> Ownership:
     """Teams from Backstage ``Group`` entities, services from ``Component`` entities.
 
-    A Component needs ``spec.owner`` (``group:payments`` or ``payments``) and the
-    ``pagerduty.com/service-id`` annotation; ``github.com/project-slug`` names its repo. Backstage
+    A Component is a service when it carries the service-id annotation of a paging source (each
+    connector names its own, ``OwnershipNames.backstage_annotation``), and needs ``spec.owner``
+    (``group:payments`` or ``payments``); a git host's repo-slug annotation names its repo. Backstage
     has no dated ownership, so each service has one owner for its whole history.
     """
     if not paths:
@@ -415,49 +476,59 @@ def load_backstage_catalog(paths: list[Path]) -> Ownership:
         meta = doc.get("metadata") or {}
         ann = meta.get("annotations") or {}
         spec = doc.get("spec") or {}
-        sid = ann.get(ANNOTATION_PD_SERVICE)
-        if not sid:
-            continue  # a component without a PagerDuty service is not on call; nothing to measure
+        ids = _annotated(connectors, ann, "paging")
+        if not ids:
+            continue  # a component no paging source pages for is not on call; nothing to measure
         owner = str(spec.get("owner") or "")
         if not owner:
             raise OwnershipError(f"{source}:{line}: Component {meta.get('name')!r} has no spec.owner")
         owner = owner.split(":", 1)[1] if owner.startswith("group:") else owner
         owner = owner.split("/", 1)[-1].lower()
-        slug = ann.get(ANNOTATION_GH_SLUG)
         services.append(
             {
-                "pagerduty_service_id": sid,
-                "name": meta.get("name") or sid,
-                "repos": [slug] if slug else [],
+                "ids": ids,
+                "name": meta.get("name") or next(iter(ids.values())),
+                "repos": [{source: slug} for source, slug in _annotated(connectors, ann, "git").items()],
                 "owner": owner,
             }
         )
     document = yaml.safe_dump({"version": 1, "teams": teams, "services": services}, sort_keys=False)
     try:
-        return parse_ownership(document, source="backstage catalog (" + ", ".join(str(p) for p in paths) + ")")
+        return parse_ownership(document, "backstage catalog (" + ", ".join(str(p) for p in paths) + ")", connectors)
     except OwnershipError as exc:
         # Point at the entity, not at the generated document.
-        raise OwnershipError(_backstage_hint(str(exc), team_docs, component_docs)) from None
+        raise OwnershipError(_backstage_hint(str(exc), team_docs, component_docs, connectors)) from None
 
 
-def _backstage_hint(message: str, team_docs, component_docs) -> str:
+def _annotated(connectors: tuple[Connector, ...], annotations: dict, kind: str) -> dict[str, Any]:
+    """The ids a catalog entity's annotations give, by source, for the connectors of one kind."""
+    return {c.name: annotations[c.ownership.backstage_annotation] for c in _sources(connectors, kind).values()
+            if c.ownership.backstage_annotation and annotations.get(c.ownership.backstage_annotation)}
+
+
+def _backstage_hint(message: str, team_docs, component_docs, connectors) -> str:
     """Re-point an error about the generated document at the catalog entity it came from."""
     detail = message.split(": ", 1)[1] if ": " in message else message
     for source, line, doc in component_docs + team_docs:
         meta = doc.get("metadata") or {}
-        names = {str(meta.get("name") or "").lower(), str((meta.get("annotations") or {}).get(ANNOTATION_PD_SERVICE) or "")}
+        names = {str(meta.get("name") or "").lower(), *map(str, _annotated(connectors, meta.get("annotations") or {}, "paging").values())}
         if any(n and repr(n) in detail for n in names):
             return f"{source}:{line}: {detail}"
     return message
 
 
 def load_ownership_tables(con, ownership: Ownership) -> dict[str, int]:
-    """Rewrite raw.ownership_* from the validated ownership file, all three tables at once."""
+    """Rewrite raw.ownership_* from the validated ownership file, all three tables at once.
+
+    They hold nothing but the file, so each is re-created from its DDL (sql/raw) first: a warehouse
+    written by an older version gets today's columns without a migration."""
+    frames = {
+        "ownership_teams": ownership.teams_frame(),
+        "ownership_service_owners": ownership.service_owners_frame(),
+        "ownership_service_repos": ownership.service_repos_frame(),
+    }
     with wh.transaction(con):
-        return {
-            "ownership_teams": wh.replace_frame(con, "raw", "ownership_teams", ownership.teams_frame()),
-            "ownership_service_owners": wh.replace_frame(con, "raw", "ownership_service_owners",
-                                                         ownership.service_owners_frame()),
-            "ownership_service_repos": wh.replace_frame(con, "raw", "ownership_service_repos",
-                                                        ownership.service_repos_frame()),
-        }
+        for table in frames:
+            con.execute(f"drop table if exists raw.{table}")
+            con.execute(wh.sql_file("raw", table).text)
+        return {table: wh.replace_frame(con, "raw", table, frame) for table, frame in frames.items()}

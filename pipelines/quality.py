@@ -138,8 +138,10 @@ def unique_together(columns: list[str]) -> Rule:
                 lambda s: _gxe().ExpectCompoundColumnsToBeUnique(column_list=columns))
 
 
-KNOWN_SERVICE = ("exists (select 1 from staging.stg_ownership__service_owners as o "
-                  "where o.service_id = {alias}.service_id)")
+def known_service(source: str, alias: str) -> str:
+    """SQL: the service ``<alias>.service_id`` of the paging source ``source`` is in the ownership file."""
+    return ("exists (select 1 from staging.stg_ownership__service_owners as o "
+            f"where o.source = '{source}' and o.service_id = {alias}.service_id)")
 
 # The ownership file's tables; each connector has the rules of its own staging tables
 # (pipelines/connectors/<name>/quality.py).
@@ -153,14 +155,14 @@ OWNERSHIP_TABLES: tuple[TableQuality, ...] = (
     TableQuality(
         "stg_ownership__service_owners", "service_id",
         """
-        select o.service_id, o.team_key, o.valid_from, o.valid_to,
+        select o.source, o.service_id, o.team_key, o.valid_from, o.valid_to,
                o.team_key is null  -- listed as unowned on purpose
                or exists (select 1 from staging.stg_ownership__teams as t where t.team_key = o.team_key) as team_known
         from staging.stg_ownership__service_owners as o
-        order by o.service_id, o.valid_from
+        order by o.source, o.service_id, o.valid_from
         """,
         (
-            not_null("service_id"), unique_together(["service_id", "valid_from"]),
+            not_null("source"), not_null("service_id"), unique_together(["source", "service_id", "valid_from"]),
             Rule("valid_to is after valid_from", BLOCKING,
                  lambda s: _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
                      column_A="valid_to", column_B="valid_from", or_equal=False, ignore_row_if="either_value_is_missing")),
@@ -169,8 +171,10 @@ OWNERSHIP_TABLES: tuple[TableQuality, ...] = (
     ),
     TableQuality(
         "stg_ownership__service_repos", "service_id",
-        "select service_id, repo from staging.stg_ownership__service_repos order by service_id, repo",
-        (not_null("service_id"), not_null("repo"), unique_together(["service_id", "repo"])),
+        "select source, service_id, repo_source, repo from staging.stg_ownership__service_repos "
+        "order by source, service_id, repo_source, repo",
+        (not_null("source"), not_null("service_id"), not_null("repo_source"), not_null("repo"),
+         unique_together(["source", "service_id", "repo_source", "repo"])),
     ),
 )
 

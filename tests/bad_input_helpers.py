@@ -163,7 +163,7 @@ def dirty_ownership_yaml(org: Organisation) -> str:
     import yaml
 
     doc = org.ownership_document()
-    doc["services"] = [s for s in doc["services"] if s["pagerduty_service_id"] != "PSVCX01"]
+    doc["services"] = [s for s in doc["services"] if s["ids"]["pagerduty"] != "PSVCX01"]
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 

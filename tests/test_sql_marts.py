@@ -309,6 +309,58 @@ def test_a_service_listed_as_unowned_is_known_but_has_no_team(con):
             assert outcome.passed, (table, severity, outcome.failures)
 
 
+def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
+    """A second paging source with the same service id (S1) and incident id (I1), and a second git
+    host with the same repo path (acme/checkout) and deployment id (1): each keeps its own owner,
+    events and links. The rows of the other sources are written straight into the neutral layer
+    (their connectors come with issues 16 and 17).
+
+    pagerduty I1: S1, 10:00, ack +300 s, resolved 11:00, alpha; after GitHub deployment 1 (08:10).
+    opsgenie I1: S1, 10:00, ack +100 s, resolved 10:20, gamma; after GitLab deployment 1 (09:30):
+    had the hosts been mixed, the PagerDuty incident would link to the later GitLab deployment."""
+    from pipelines.connectors import CONNECTORS
+    from pipelines.ingest.contract import Connector, OwnershipNames
+
+    more = CONNECTORS + (
+        Connector(name="opsgenie", label="Opsgenie", kind="paging", streams=(), resource=lambda: None),
+        Connector(name="gitlab", label="GitLab", kind="git", streams=(), resource=lambda: None,
+                  ownership=OwnershipNames(repo_pattern=r"^[\w.-]+(/[\w.-]+)+$")))
+    load_ownership_tables(con, parse_ownership(
+        OWNERSHIP.replace("services:\n", "  - key: gamma\n    name: Gamma\nservices:\n")
+        + "  - ids: {opsgenie: S1}\n    name: checkout-alerts\n    repos: [{gitlab: acme/checkout}]\n    owner: gamma\n",
+        "ownership.yaml", more))
+    with wh.transaction(con):
+        upsert_raw(con, "github_deployments", [_deployment(1, "production", "2025-05-01T08:00:00Z")],
+                   run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        upsert_raw(con, "github_deployment_statuses", [_status(12, 1, "success", "2025-05-01T08:10:00Z")],
+                   run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+    wh.build_all(con)
+    con.execute("""insert into intermediate.int_incidents by name select 'opsgenie' as source, 'I1' as incident_id,
+        'S1' as service_id, 'high' as urgency, 'resolved' as status, timestamptz '2025-05-01 10:00:00+00' as created_at,
+        timestamptz '2025-05-01 10:20:00+00' as resolved_at, false as is_merged""")
+    con.execute("""insert into intermediate.int_incident_events by name select 'opsgenie' as source, 'E1' as event_id,
+        'I1' as incident_id, 'acknowledged' as event_type, timestamptz '2025-05-01 10:01:40+00' as occurred_at""")
+    con.execute("""insert into intermediate.int_deployments by name select 'gitlab' as source, 1 as deployment_id,
+        'acme/checkout' as repo, 'production' as environment, timestamptz '2025-05-01 09:25:00+00' as created_at,
+        'success' as final_state, timestamptz '2025-05-01 09:30:00+00' as succeeded_at""")
+    wh.build_all(con, ("marts",))
+    assert con.execute("""
+        select source, team_key, seconds_to_acknowledge, seconds_to_resolve, linked_deployment_id, linked_deployment_source
+        from marts.fct_incidents where incident_id = 'I1' order by source""").fetchall() == [
+        ("opsgenie", "gamma", 100, 1200, 1, "gitlab"), ("pagerduty", "alpha", 300, 3600, 1, "github")]
+    assert con.execute("""
+        select source, deployment_id, team_key, caused_incident, seconds_to_recover
+        from marts.fct_deployments order by source""").fetchall() == [
+        ("github", 1, "alpha", True, 10200.0), ("gitlab", 1, "gamma", True, 3000.0)]
+    assert con.execute("""
+        select source, service_id, service_name, current_team_key, repos, repo_sources from marts.dim_services
+        where service_id = 'S1' order by source""").fetchall() == [
+        ("opsgenie", "S1", "checkout-alerts", "gamma", ["acme/checkout"], ["gitlab"]),
+        ("pagerduty", "S1", "checkout", "beta", ["acme/checkout"], ["github"])]
+    assert con.execute("select team_key, n_services_now from marts.dim_teams order by 1").fetchall() == [
+        ("alpha", 0), ("beta", 2), ("gamma", 1)]
+
+
 # ------------------------------------------------------------------------------- incremental staging
 
 

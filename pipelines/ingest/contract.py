@@ -145,6 +145,21 @@ class Stream:
 
 
 @dataclass(frozen=True)
+class OwnershipNames:
+    """How the ownership file and Backstage catalogs name this source's ids (docs/ownership.md).
+
+    Every paging source's service and team ids are written ``ids: {<source>: <id>}`` and every git
+    host's repos ``{<source>: <path>}``; these are the source's own extra spellings."""
+
+    service_alias: str | None = None  # a service key that means ``ids: {<source>: ...}`` (files written before ids)
+    team_alias: str | None = None  # the same for a team's id
+    backstage_annotation: str | None = None  # paging: a Component's service-id annotation; git: its repo slug
+    plain_repos: bool = False  # git: a repo written as a bare path is on this host
+    repo_pattern: str = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"  # git: how a repo path looks
+    repo_example: str = "owner/name"
+
+
+@dataclass(frozen=True)
 class Connector:
     """A source: its streams, its Dagster resource (key ``name``) and how the resource is built
     from the environment (``settings()``, read when the code location loads)."""
@@ -156,6 +171,7 @@ class Connector:
     resource: Callable[[], Any]  # the configured Dagster resource, from the environment
     settings: tuple[str, ...] = ()  # the environment variables it reads (README, .env.example)
     quality: tuple = ()  # pipelines.quality.TableQuality of each of its staging tables (the asset checks)
+    ownership: OwnershipNames = OwnershipNames()
 
     def stream(self, name: str) -> Stream:
         for s in self.streams:

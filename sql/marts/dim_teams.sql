@@ -1,7 +1,7 @@
 -- One row per team in the ownership file: time zone, business hours, adoption date, services owned today.
 -- team_key: the team's key in the ownership file
 -- team_name: display name
--- pagerduty_team_id: the team's PagerDuty team id from the ownership file; null when not given
+-- source_team_ids: the team's id in each paging source, from the ownership file (source_team_ids['<source>']); empty when none given
 -- time_zone: IANA zone of the team's business hours
 -- business_hours_start: local start of business hours (time of day, in time_zone)
 -- business_hours_end: local end of business hours (exclusive, in time_zone)
@@ -9,7 +9,7 @@
 -- adopted_on: service-ownership adoption date; null when not adopted
 -- n_services_now: services the team owns today
 with current_owners as (
-    select team_key, count(distinct service_id) as n_services_now
+    select team_key, count(distinct (source, service_id)) as n_services_now
     from staging.stg_ownership__service_owners
     where valid_to = date '9999-12-31'
     group by team_key
@@ -18,7 +18,7 @@ with current_owners as (
 select
     t.team_key,
     t.team_name,
-    t.pagerduty_team_id,
+    t.source_team_ids,
     t.time_zone,
     t.business_hours_start,
     t.business_hours_end,

@@ -1,9 +1,10 @@
 -- One row per incident as the metrics count it: team as of creation, times to acknowledge and resolve, flags.
 -- Re-triggers of one problem (same service and incident_key, created within 24 hours of the previous resolve) are folded into one incident: first trigger to final resolve.
 -- Merged-away incidents keep a row with is_merged = true and are excluded from every metric; open incidents are kept (censored), never dropped.
+-- source: the paging source of the incident
 -- incident_id: the source's id of the (first) incident
 -- team_key: the team owning the service on the UTC day the incident was created (dated ownership); null when the service has no owner in the ownership file
--- service_id: the source's service id
+-- service_id: the source's service id (a service is (source, service_id))
 -- urgency: high or low
 -- priority: P1..P5, or null when unset
 -- created_at: trigger time (UTC)
@@ -19,6 +20,7 @@
 -- handoffs: assignments, reassignments and escalations after the first assignment
 -- n_retriggers: later incidents folded into this one (same key, within 24 hours of the previous resolve)
 -- linked_deployment_id: the latest successful production deployment of a repo of this service in the 24 hours before the incident; null when none
+-- linked_deployment_source: the git source of that deployment (a deployment is (source, deployment_id)); null when none
 -- data_as_of: the newest record time seen in the paging data (the censoring time for open incidents)
 with incidents as (
     select * from intermediate.int_incidents
@@ -41,17 +43,19 @@ event_facts as (
     -- whether it was automatic, and the handoffs (every assignment after the first: one fewer than
     -- its assigned, reassigned and escalated events)
     select
+        source,
         incident_id,
         min(occurred_at) filter (where event_type = 'acknowledged') as acknowledged_at,
         max(occurred_at) filter (where event_type = 'resolved') as resolve_logged_at,
         arg_max(is_automatic, occurred_at) filter (where event_type = 'resolved') as resolve_is_automatic,
         nullif(count(*) filter (where event_type in ('assigned', 'reassigned', 'escalated')), 0) - 1 as handoffs
     from events
-    group by incident_id
+    group by source, incident_id
 ),
 
 enriched as (
     select
+        i.source,
         i.incident_id,
         i.incident_key,
         i.service_id,
@@ -66,15 +70,15 @@ enriched as (
         i.is_merged,
         coalesce(e.handoffs, 0) as handoffs
     from incidents as i
-    left join event_facts as e on e.incident_id = i.incident_id
+    left join event_facts as e on e.source = i.source and e.incident_id = i.incident_id
 ),
 
 shared_keys as (
     -- (service, incident_key) pairs of more than one incident: only their incidents can fold
-    select service_id, incident_key
+    select source, service_id, incident_key
     from enriched
     where not is_merged and incident_key is not null
-    group by service_id, incident_key
+    group by source, service_id, incident_key
     having count(*) > 1
 ),
 
@@ -82,11 +86,11 @@ chained as (
     select
         e.*,
         lag(e.resolved_at) over (
-            partition by e.service_id, e.incident_key order by e.created_at, e.incident_id
+            partition by e.source, e.service_id, e.incident_key order by e.created_at, e.incident_id
         ) as previous_resolved_at
     from enriched as e
     semi join shared_keys as k
-        on k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
+        on k.source = e.source and k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
     where not e.is_merged
 ),
 
@@ -102,8 +106,8 @@ numbered as (
                 else 0
             end
         ) over (
-            partition by service_id, incident_key
-            order by created_at, incident_id
+            partition by source, service_id, incident_key
+            order by created_at, source, incident_id
             rows between unbounded preceding and current row
         ) as chain_no
     from chained
@@ -111,6 +115,7 @@ numbered as (
 
 folded as (
     select
+        source,
         arg_min(incident_id, created_at) as incident_id,
         service_id,
         arg_min(urgency, created_at) as urgency,
@@ -123,13 +128,14 @@ folded as (
         sum(handoffs) as handoffs,
         count(*) - 1 as n_retriggers
     from numbered
-    group by service_id, incident_key, chain_no
+    group by source, service_id, incident_key, chain_no
 ),
 
 unfolded as (
     -- an incident whose key no other incident shares (or that has no key) is its own chain: the
     -- aggregates of folded over that one row (arg_min and friends give null without a created_at)
     select
+        e.source,
         case when e.created_at is not null then e.incident_id end as incident_id,
         e.service_id,
         case when e.created_at is not null then e.urgency end as urgency,
@@ -143,13 +149,13 @@ unfolded as (
         cast(0 as bigint) as n_retriggers
     from enriched as e
     anti join shared_keys as k
-        on k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
+        on k.source = e.source and k.service_id is not distinct from e.service_id and k.incident_key = e.incident_key
     where not e.is_merged
 ),
 
 merged as (
     select
-        incident_id, service_id, urgency, priority, created_at, acknowledged_at, resolved_at,
+        source, incident_id, service_id, urgency, priority, created_at, acknowledged_at, resolved_at,
         is_auto_resolved, is_merged, handoffs, 0 as n_retriggers
     from enriched
     where is_merged
@@ -169,27 +175,30 @@ owned as (
         o.team_key
     from all_incidents as f
     left join staging.stg_ownership__service_owners as o
-        on o.service_id = f.service_id
+        on o.source = f.source
+        and o.service_id = f.service_id
         and cast(f.created_at as date) >= o.valid_from
         and cast(f.created_at as date) < o.valid_to
 ),
 
 deployments as (
     select
+        d.source as repo_source,
         d.deployment_id,
+        r.source,
         r.service_id,
         min(d.succeeded_at) as deployed_at
     from intermediate.int_deployments as d
-    inner join staging.stg_ownership__service_repos as r on r.repo = d.repo
+    inner join staging.stg_ownership__service_repos as r on r.repo_source = d.source and r.repo = d.repo
     where d.environment = coalesce(getvariable('production_environment'), 'production')
         and d.succeeded_at is not null
-    group by d.deployment_id, r.service_id
+    group by d.source, d.deployment_id, r.source, r.service_id
 ),
 
 deployment_days as (
     -- each deployment under the UTC day it succeeded and the next: an incident in the 24 hours
     -- after it was created on one of the two (an equality join, not every deployment of the service)
-    select d.service_id, d.deployment_id, d.deployed_at, cast(d.deployed_at as date) + t.offset_days as day
+    select d.source, d.service_id, d.repo_source, d.deployment_id, d.deployed_at, cast(d.deployed_at as date) + t.offset_days as day
     from deployments as d
     cross join (values (0), (1)) as t(offset_days)
     where d.deployed_at is not null
@@ -198,19 +207,23 @@ deployment_days as (
 linked as (
     -- the latest of them (of several in the same second, the last by id)
     select
+        o.source,
         o.incident_id,
-        first(d.deployment_id order by d.deployed_at desc, d.deployment_id desc) as linked_deployment_id
+        first(d.deployment_id order by d.deployed_at desc, d.deployment_id desc) as linked_deployment_id,
+        first(d.repo_source order by d.deployed_at desc, d.deployment_id desc) as linked_deployment_source
     from owned as o
     inner join deployment_days as d
-        on d.service_id = o.service_id
+        on d.source = o.source
+        and d.service_id = o.service_id
         and d.day = cast(o.created_at as date)
         and d.deployed_at <= o.created_at
         and d.deployed_at > o.created_at - interval 24 hour
-    group by o.incident_id
+    group by o.source, o.incident_id
 ),
 
 final as (
     select
+        o.source,
         o.incident_id,
         o.team_key,
         o.service_id,
@@ -239,12 +252,13 @@ final as (
         o.handoffs,
         o.n_retriggers,
         l.linked_deployment_id,
+        l.linked_deployment_source,
         a.data_as_of
     from owned as o
     cross join data_as_of as a
     left join staging.stg_ownership__teams as t on t.team_key = o.team_key
-    left join linked as l on l.incident_id = o.incident_id
+    left join linked as l on l.source = o.source and l.incident_id = o.incident_id
 )
 
 select * from final
-order by created_at, incident_id
+order by created_at, source, incident_id

@@ -1,7 +1,11 @@
--- Which GitHub repos deploy which PagerDuty service, from the ownership file.
--- service_id: PagerDuty service id
--- repo: owner/name
+-- Which repos (on which git host) deploy which service, from the ownership file.
+-- source: the paging source of service_id
+-- service_id: the service's id in that source
+-- repo_source: the git host of the repo
+-- repo: the repo's path on that host (owner/name on GitHub)
 select distinct
+    source,
     service_id,
+    repo_source,
     repo
 from raw.ownership_service_repos

@@ -1,7 +1,7 @@
 -- Teams from the ownership file: time zone, business hours and adoption date.
 -- team_key: the team's key in the ownership file
 -- team_name: display name
--- pagerduty_team_id: the team's PagerDuty team id from the ownership file (optional)
+-- source_team_ids: the team's id in each paging source, from the ownership file (source_team_ids['<source>']); empty when none given
 -- time_zone: IANA zone the business hours are in
 -- business_hours_start: local start of business hours (HH:MM)
 -- business_hours_end: local end of business hours (HH:MM, exclusive)
@@ -10,7 +10,7 @@
 select
     team_key,
     team_name,
-    pagerduty_team_id,
+    cast(json(source_team_ids) as map(varchar, varchar)) as source_team_ids,
     time_zone,
     cast(business_hours_start as time) as business_hours_start,
     cast(business_hours_end as time) as business_hours_end,

@@ -9,7 +9,7 @@ named in the ownership file.
 """
 
 from pipelines.connectors.github import quality, resource, streams
-from pipelines.ingest.contract import Connector
+from pipelines.ingest.contract import Connector, OwnershipNames
 
 CONNECTOR = Connector(
     name=streams.SOURCE,
@@ -19,4 +19,5 @@ CONNECTOR = Connector(
     resource=resource.from_env,
     settings=resource.SETTINGS,
     quality=quality.TABLES,
+    ownership=OwnershipNames(backstage_annotation="github.com/project-slug", plain_repos=True),
 )

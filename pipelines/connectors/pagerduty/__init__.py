@@ -8,7 +8,7 @@
 """
 
 from pipelines.connectors.pagerduty import quality, resource, streams
-from pipelines.ingest.contract import Connector
+from pipelines.ingest.contract import Connector, OwnershipNames
 
 CONNECTOR = Connector(
     name=streams.SOURCE,
@@ -18,4 +18,6 @@ CONNECTOR = Connector(
     resource=resource.from_env,
     settings=resource.SETTINGS,
     quality=quality.TABLES,
+    ownership=OwnershipNames(service_alias="pagerduty_service_id", team_alias="pagerduty_team_id",
+                             backstage_annotation="pagerduty.com/service-id"),
 )

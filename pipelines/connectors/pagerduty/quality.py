@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from pipelines.connectors.pagerduty.records import INCIDENT_STATUSES
+from pipelines.connectors.pagerduty.records import INCIDENT_STATUSES, SOURCE
 from pipelines.quality import (
     BLOCKING,
-    KNOWN_SERVICE,
     WARNING,
     TableQuality,
     at_or_after,
     in_set,
     is_true,
+    known_service,
     not_null,
     parsed,
     plausible,
@@ -33,7 +33,7 @@ TABLES: tuple[TableQuality, ...] = (
         "stg_pagerduty__incidents", "incident_id",
         f"""
         select i.incident_id, i.service_id, i.status, i.urgency, i.created_at, i.resolved_at, i.invalid_fields,
-               {KNOWN_SERVICE.format(alias='i')} as service_in_ownership_file
+               {known_service(SOURCE, 'i')} as service_in_ownership_file
         from staging.stg_pagerduty__incidents as i
         order by i.incident_id
         """,
@@ -82,7 +82,7 @@ TABLES: tuple[TableQuality, ...] = (
     TableQuality(
         "stg_pagerduty__services", "service_id",
         f"""
-        select s.service_id, s.service_name, {KNOWN_SERVICE.format(alias='s')} as service_in_ownership_file
+        select s.service_id, s.service_name, {known_service(SOURCE, 's')} as service_in_ownership_file
         from staging.stg_pagerduty__services as s
         order by s.service_id
         """,
