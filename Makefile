@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 validate: $(STAMP)
-	$(BIN)/python -m pipelines.validation --replications 1000 --seed 20261126 --out docs/validation.md
+	$(BIN)/python -m pipelines.scorecard --replications 1000 --seed 20261126 --out docs/validation.md
 
 docs: $(STAMP)
 	$(BIN)/python -m pipelines.dictionary

@@ -116,7 +116,7 @@ def asset_of(source: str, stream: str) -> dg.AssetsDefinition:
 raw_assets = list(STREAM_ASSETS.values())
 ranged_assets = [STREAM_ASSETS[(c.name, s.name)] for c, s in registered_streams() if s.ranged]
 # A backfill re-reads the ranged streams over its range; the FULL streams (teams, services) are
-# read in full by every run; a stream with a bookmark but no range reader (PagerDuty Analytics)
-# reads on from its bookmark, which a backfill must not move, so it is nightly only.
+# read in full by every run; a stream with a bookmark but no range reader (an API that only reads
+# on from a bookmark) reads on from its bookmark, which a backfill must not move, so it is nightly only.
 nightly_only_assets = [STREAM_ASSETS[(c.name, s.name)] for c, s in registered_streams()
                        if not s.ranged and s.scope != FULL]

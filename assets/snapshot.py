@@ -9,15 +9,15 @@ from pipelines.resources import WarehouseResource
 MARTS = [dg.AssetKey(["marts", f.table]) for f in wh.sql_files("marts")]
 
 
-@dg.asset(pool=WAREHOUSE_POOL, key=["analytics", "snapshot"], group_name="reports", kinds={"duckdb"},
+@dg.asset(pool=WAREHOUSE_POOL, key=["reports", "analyst_snapshot"], group_name="reports", kinds={"duckdb"},
           deps=[*MARTS, dg.AssetKey(["reports", "baseline_report"])])
-def analytics_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def analyst_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A read-only copy of the staging and marts schemas in ``analytics.duckdb`` for analysts,
     written to a new file and renamed into place at the end of a successful run."""
     with warehouse.connect() as con:
-        counts = wh.publish_snapshot(con, warehouse.paths.analytics)
+        counts = wh.publish_snapshot(con, warehouse.paths.snapshot)
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(warehouse.paths.analytics)),
+        "path": dg.MetadataValue.path(str(warehouse.paths.snapshot)),
         "tables": len(counts),
         "rows": dg.MetadataValue.json(counts),
     })

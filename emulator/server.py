@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pipelines.connectors.github import resource as github_resource
+from pipelines.connectors.pagerduty import resource as pagerduty_resource
+
 from .faults import TRANSPORT_KINDS, FaultRule, Faults
 from .github_api import BAD_CREDENTIALS, SUPPORTED_VERSIONS, GitHubApi
 from .http_common import UTC, ApiError, Request, Response, parse_time
@@ -247,6 +250,8 @@ class EmulatorServer:
         self.requested_port = port
         self.pagerduty_tokens = {pagerduty_token} if isinstance(pagerduty_token, str) else set(pagerduty_token)
         self.github_tokens = {github_token} if isinstance(github_token, str) else set(github_token)
+        # the token client_env() hands out: the one given, or the first of several
+        self._client_tokens = tuple(t if isinstance(t, str) else next(iter(t)) for t in (pagerduty_token, github_token))
         self.tls = tls
         self.rate_limit_per_minute = rate_limit_per_minute
         self.faults = faults or Faults()
@@ -327,6 +332,17 @@ class EmulatorServer:
     @property
     def github_url(self) -> str:
         return self.base_url + GitHubApi.prefix
+
+    def client_env(self) -> dict[str, str]:
+        """The environment that points the product's connectors at this emulator: each API's URL and
+        an accepted token, under the variables the connectors read (what ``make demo`` sets)."""
+        pagerduty_token, github_token = self._client_tokens
+        return {
+            pagerduty_resource.ENV_URL: self.pagerduty_url,
+            pagerduty_resource.ENV_TOKEN: pagerduty_token,
+            github_resource.ENV_URL: self.github_url,
+            github_resource.ENV_TOKEN: github_token,
+        }
 
     def now(self) -> datetime:
         """The emulator clock: ``org.now``, or the wall clock when it is None."""

@@ -5,7 +5,7 @@
     incident-metrics backfill   re-read a historical range (--since DATE [--until DATE]), then rebuild
     incident-metrics rebuild    rebuild staging, marts, report and snapshot from raw, without any API call
     incident-metrics report     re-render the report from the warehouse, without syncing
-    incident-metrics emulator   serve the synthetic PagerDuty + GitHub organisation on 127.0.0.1
+    incident-metrics emulator   serve the synthetic organisation's APIs on 127.0.0.1 (emulator/)
     incident-metrics compare    the before/after statistics on any incident table (CSV or Parquet)
 """
 
@@ -20,9 +20,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from pipelines import config
-
-DEMO_PAGERDUTY_TOKEN = "pd-demo-token"
-DEMO_GITHUB_TOKEN = "gh-demo-token"
 
 
 def _instance():
@@ -130,7 +127,7 @@ def _print_results(started: float, what: str) -> None:
     paths = config.DataPaths.from_env()
     print(f"{what} finished in {time.monotonic() - started:.1f} s")
     print(f"warehouse: {paths.warehouse}")
-    print(f"analyst snapshot: {paths.analytics}")
+    print(f"analyst snapshot: {paths.snapshot}")
     print(f"report: {paths.reports / 'latest' / 'index.html'}")
 
 
@@ -179,8 +176,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from emulator.generator import GeneratorConfig, generate_organisation
     from emulator.server import EmulatorServer
-    from pipelines.connectors.github import resource as github_resource
-    from pipelines.connectors.pagerduty import resource as pagerduty_resource
 
     data_dir = Path(config.env(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR)).resolve()
     demo_dir = data_dir / "demo"
@@ -197,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         end = datetime.now(timezone.utc).date()
         # A new organisation: the demo's old warehouse holds another one, so start from scratch.
         paths = config.DataPaths(data_dir)
-        for stale in (paths.warehouse, paths.warehouse.with_suffix(".duckdb.wal"), paths.analytics):
+        for stale in (paths.warehouse, paths.warehouse.with_suffix(".duckdb.wal"), paths.snapshot):
             if stale.exists():
                 print(f"removing {stale} (it holds a different demo organisation)", flush=True)
                 stale.unlink()
@@ -205,20 +200,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed_of.write_text(f"{args.seed}\n")
     print(f"generating the synthetic organisation (seed {args.seed}, history to {end}) ...", flush=True)
     # Two years, ten teams; half a production deploy per repo a week keeps the first load's
-    # per-deployment status requests (GitHub has no bulk endpoint) within one hour of quota.
+    # per-deployment status requests (one per deployment: no bulk endpoint) within one hour of quota.
     org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5, end=end))
     ownership_path = demo_dir / "ownership.yaml"
     ownership_path.write_text(org.ownership_yaml(), encoding="utf-8")
     (demo_dir / "ground_truth.json").write_text(json.dumps(org.ground_truth, indent=2, default=str), encoding="utf-8")
-    with EmulatorServer(org, port=0, pagerduty_token=DEMO_PAGERDUTY_TOKEN, github_token=DEMO_GITHUB_TOKEN) as srv:
+    with EmulatorServer(org, port=0) as srv:  # accepting the emulator's demo tokens
         srv.start()
         print(f"emulator serving {len(org.incidents)} incidents and {len(org.deployments)} deployments at {srv.base_url}",
               flush=True)
         os.environ.update({
-            pagerduty_resource.ENV_URL: srv.pagerduty_url,
-            pagerduty_resource.ENV_TOKEN: DEMO_PAGERDUTY_TOKEN,
-            github_resource.ENV_URL: srv.github_url,
-            github_resource.ENV_TOKEN: DEMO_GITHUB_TOKEN,
+            **srv.client_env(),  # each connector's URL and token variables
             config.ENV_OWNERSHIP: str(ownership_path),
             config.ENV_DATA_DIR: str(data_dir),
         })
@@ -232,21 +224,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(f"done in {time.monotonic() - started:.0f} s" + (f", {requests_made} API requests" if requests_made else ""))
     print(f"warehouse:        {paths.warehouse}")
-    print(f"analyst snapshot: {paths.analytics}")
+    print(f"analyst snapshot: {paths.snapshot}")
     print(f"report:           {paths.reports / 'latest' / 'index.html'}")
     print(f"ownership file:   {ownership_path}")
     print(f"ground truth:     {demo_dir / 'ground_truth.json'}")
     print()
-    _print_baselines(paths.analytics)
+    _print_baselines(paths.snapshot)
     return 0
 
 
-def _print_baselines(analytics: Path) -> None:
+def _print_baselines(snapshot: Path) -> None:
     import duckdb
 
     from pipelines.report.render import fmt_duration
 
-    con = duckdb.connect(str(analytics), read_only=True)
+    con = duckdb.connect(str(snapshot), read_only=True)
     try:
         rows = con.execute(
             "select b.team_key, coalesce(cast(t.adopted_on as varchar), 'not yet'), b.n_incidents, "
@@ -321,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render the report from the warehouse without syncing")
     report.set_defaults(func=cmd_report)
 
-    emulator = sub.add_parser("emulator", help="serve the synthetic PagerDuty + GitHub organisation")
+    emulator = sub.add_parser("emulator", help="serve the synthetic organisation's APIs (emulator/)")
     try:
         from emulator import cli as emulator_cli
 

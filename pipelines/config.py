@@ -56,7 +56,7 @@ class DataPaths:
         return self.root / "warehouse.duckdb"
 
     @property
-    def analytics(self) -> Path:
+    def snapshot(self) -> Path:
         return self.root / "analytics.duckdb"
 
     @property

@@ -37,7 +37,7 @@ all_assets = [
     *warehouse.marts_sql_assets,
     metrics.statistics_marts,
     reports.baseline_report,
-    snapshot.analytics_snapshot,
+    snapshot.analyst_snapshot,
 ]
 
 nightly_schedule = dg.ScheduleDefinition(

@@ -1,14 +1,14 @@
-"""The shared HTTP layer behind the PagerDuty and GitHub clients.
+"""The shared HTTP layer behind every connector's client.
 
 One :class:`HttpClient` per source holds one pooled ``requests.Session`` and applies, on every call:
 
 - a timeout (connect and read);
 - bounded concurrency (a semaphore) under a token bucket of ``rate_per_minute`` requests, plus
-  adaptive pacing when a GitHub-style ``x-ratelimit-remaining`` runs low;
+  adaptive pacing when an ``x-ratelimit-remaining`` quota runs low;
 - retries with capped exponential backoff and full jitter on 429, 5xx, 408, connection errors,
   timeouts and bodies that are not valid JSON (an HTML error page with status 200, cut-off JSON),
-  honouring ``Retry-After`` (seconds or HTTP date), PagerDuty's ``ratelimit-reset`` (delta seconds)
-  and GitHub's ``x-ratelimit-reset`` (epoch seconds);
+  honouring ``Retry-After`` (seconds or HTTP date), ``ratelimit-reset`` (delta seconds, on a 429)
+  and ``x-ratelimit-reset`` (epoch seconds, when ``x-ratelimit-remaining`` is 0);
 - a retry budget shared by the whole client (one run), after which :class:`RetryBudgetExceeded`;
 - no retry at all for 401 and permission 403s: :class:`AuthError` names the environment variable.
 
@@ -199,6 +199,8 @@ class HttpClient:
         # Additions beyond the agreed interface (all optional):
         default_headers: Mapping[str, str] | None = None,
         auth_hint: str | None = None,
+        request_id_header: str = "X-Request-Id",
+        permissions_header: str | None = None,
         max_rate_limit_wait: float = 3900.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
@@ -216,6 +218,8 @@ class HttpClient:
         self.token_env_var = token_env_var
         self.url_env_var = url_env_var
         self.auth_hint = auth_hint
+        self.request_id_header = request_id_header  # the server's id of a request, quoted in errors
+        self.permissions_header = permissions_header  # on a 403: the permissions the endpoint accepts
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_budget = retry_budget
@@ -360,7 +364,7 @@ class HttpClient:
             self._sleep(wait)
 
     def _observe_rate_headers(self, resp: requests.Response) -> None:
-        """GitHub style: pace the remaining quota evenly until the reset once it runs low."""
+        """``x-ratelimit-remaining`` / ``-reset``: pace the remaining quota evenly until the reset once it runs low."""
         remaining = _header_float(resp.headers, "x-ratelimit-remaining")
         reset = _header_float(resp.headers, "x-ratelimit-reset")
         if remaining is None or reset is None:
@@ -399,19 +403,19 @@ class HttpClient:
                     when = None
                 if when is not None:
                     return max(0.0, when.timestamp() - self._now())
-        gh_remaining = _header_float(h, "x-ratelimit-remaining")
-        gh_reset = _header_float(h, "x-ratelimit-reset")
-        if gh_remaining is not None and gh_remaining <= 0 and gh_reset is not None:
-            return max(0.0, gh_reset - self._now())
-        pd_reset = _header_float(h, "ratelimit-reset")
-        if pd_reset is not None and resp.status_code == 429:
-            return max(0.0, pd_reset)
+        quota_remaining = _header_float(h, "x-ratelimit-remaining")
+        quota_reset = _header_float(h, "x-ratelimit-reset")
+        if quota_remaining is not None and quota_remaining <= 0 and quota_reset is not None:
+            return max(0.0, quota_reset - self._now())
+        delta_reset = _header_float(h, "ratelimit-reset")
+        if delta_reset is not None and resp.status_code == 429:
+            return max(0.0, delta_reset)
         return None
 
     def _request_id(self, resp: requests.Response | None) -> str | None:
         if resp is None:
             return None
-        rid = resp.headers.get("X-GitHub-Request-Id") or resp.headers.get("X-Request-Id")
+        rid = resp.headers.get(self.request_id_header) or resp.headers.get("X-Request-Id")
         return self.redact(rid) if rid else None
 
     def _detail(self, resp: requests.Response) -> str:
@@ -423,7 +427,7 @@ class HttpClient:
         parts: list[str] = []
         if isinstance(payload, dict):
             err = payload.get("error")
-            if isinstance(err, dict):  # PagerDuty
+            if isinstance(err, dict):  # {"error": {"message", "code", "errors"}}
                 if err.get("message"):
                     parts.append(str(err["message"]))
                 if err.get("code") is not None:
@@ -431,7 +435,7 @@ class HttpClient:
                 errors = err.get("errors")
                 if errors:
                     parts.append("; ".join(str(e) for e in errors))
-            if payload.get("message"):  # GitHub
+            if payload.get("message"):  # {"message", "errors"}
                 parts.append(str(payload["message"]))
                 errors = payload.get("errors")
                 if isinstance(errors, list) and errors:
@@ -458,7 +462,7 @@ class HttpClient:
                 f"check {self.token_env_var}{hint}."
             )
         else:
-            needed = resp.headers.get("X-Accepted-GitHub-Permissions")
+            needed = resp.headers.get(self.permissions_header) if self.permissions_header else None
             msg = (
                 f"{self.source} refused access (HTTP {status}) at {endpoint}"
                 + (f": {detail!r}" if detail else "")
@@ -507,7 +511,7 @@ class HttpClient:
                 f"HTTP {status} rate limited" + (f" ({detail})" if detail else ""),
                 wait=self._server_wait(resp),
                 throttled=True,
-                # GitHub: a secondary limit without Retry-After means "wait at least a minute".
+                # A "secondary rate limit" without Retry-After means "wait at least a minute".
                 min_wait=60.0 if secondary else 0.0,
             )
         if status == 403:
@@ -603,7 +607,7 @@ class HttpClient:
             self._spend_retry(endpoint, reason, method)
             self._count(stream, retries=1)
             if server_wait is not None and server_wait > 0:
-                # The server said how long (Retry-After, reset headers): that is the wait. GitHub's
+                # The server said how long (Retry-After, reset headers): that is the wait. The
                 # "wait at least a minute" applies only when a secondary limit says nothing.
                 delay = server_wait
             else:

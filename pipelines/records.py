@@ -8,8 +8,8 @@ usable timestamp), that carries a value of the wrong type, or that breaks a rule
 This module holds what every source shares (timestamps, ids, the split into good and rejected);
 each connector declares the rules of its kinds of record (``pipelines/connectors/*/records.py``),
 and each raw table names its rules, so a record is judged by the stream it came from, never by
-guessing from its shape. Rules that need two records (a PagerDuty acknowledgement must fall within
-its incident) run on raw after the merge (``Stream.after_merge``).
+guessing from its shape. Rules that need two records (an acknowledgement must fall within its
+incident) run on raw after the merge (``Stream.after_merge``).
 
 The staging tables and their Great Expectations suites (``pipelines/quality.py``) check the same
 things again as a second line, so a record that slips past here still cannot reach the marts
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 UTC = timezone.utc
-# Nothing in the sources predates 2009 (PagerDuty, the oldest of them, was founded that year).
+# Nothing in the sources predates 2009 (the oldest paging service was founded that year).
 EARLIEST_PLAUSIBLE = datetime(2009, 1, 1, tzinfo=UTC)
 # A record may be a few minutes "ahead" of this machine's clock (clock skew), not more.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -37,7 +37,7 @@ class RecordRules:
     """How one kind of record is judged: an id (an integer where ``integer_id``), then ``check``
     (the kind's own rules, its required times among them; None: the id alone)."""
 
-    kind: str  # e.g. "pagerduty_incident"
+    kind: str  # "<source>_<kind of record>", as quarantine.rejected_records names it
     check: Callable[[dict, datetime], Rejection | None] | None = None
     integer_id: bool = False
     check_id: bool = True  # False: ``check`` judges the id itself

@@ -460,7 +460,7 @@ def record_sync_run(con, *, run_id: str, source: str, stream: str, stats: dict[s
 
 SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts")
 SNAPSHOT_STORAGE_VERSION = "v1.5.0"
-SNAPSHOT_ALIAS = "analytics_snapshot_tmp"
+SNAPSHOT_ALIAS = "analyst_snapshot_tmp"
 
 # Documented extras of the snapshot (beyond the copied tables): name -> (kind, SQL, description, column docs).
 SNAPSHOT_EXTRAS: dict[str, tuple[str, str, str, dict[str, str]]] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 # --no-loadscope-reorder): test_deploy.py mostly waits on other processes (a cron minute, the Dagster
 # daemon, restarts), so one worker waits on it while the other runs the CPU-bound files; then the
 # slowest of those (durations measured with --durations), so that no long file starts last.
-FIRST = ("tests/test_deploy.py", "tests/test_validation.py", "tests/test_crash_safety.py",
+FIRST = ("tests/test_deploy.py", "tests/test_scorecard.py", "tests/test_crash_safety.py",
          "tests/test_github_graphql_pipeline.py", "tests/test_report.py", "tests/test_incremental.py",
          "tests/test_report_browser.py", "tests/test_jobs.py", "tests/test_backfill.py")
 

@@ -190,7 +190,7 @@ def test_the_backfill_job_takes_its_range_from_run_config():
 
     job = defs.resolve_job_def("backfill")
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert {"raw/pagerduty_incidents", "raw/github_pull_requests", "marts/fct_incidents", "analytics/snapshot"} <= keys
+    assert {"raw/pagerduty_incidents", "raw/github_pull_requests", "marts/fct_incidents", "reports/analyst_snapshot"} <= keys
     # the ownership file and the directory streams run as every run reads them (issue 21: a backfill
     # into a fresh warehouse needs them); the Analytics stream reads on from a bookmark: nightly only
     assert {"raw/pagerduty_teams", "raw/ownership_teams"} <= keys

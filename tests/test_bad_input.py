@@ -99,7 +99,7 @@ def test_dirty_run_succeeds_and_every_blocking_check_passes(dirty):
     blocking = {k: c for k, c in checks.items() if k.endswith(":gx_blocking")}
     assert len(blocking) == 10 and all(c.passed for c in blocking.values()), \
         {k: c.description for k, c in blocking.items() if not c.passed}
-    assert {"marts/fct_incidents", "reports/baseline_report", "analytics/snapshot"} <= view.materialized
+    assert {"marts/fct_incidents", "reports/baseline_report", "reports/analyst_snapshot"} <= view.materialized
 
 
 def test_malformed_json_truncated_body_and_html_200_are_retried(dirty):

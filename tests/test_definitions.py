@@ -19,7 +19,7 @@ def test_definitions_load_with_every_asset_described():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"raw/pagerduty_incidents", "raw/pagerduty_log_entries", "raw/github_deployments",
             "staging/stg_pagerduty__incidents", "marts/fct_incidents", "marts/fct_deployments",
-            "marts/team_baselines", "reports/baseline_report", "analytics/snapshot"} <= keys
+            "marts/team_baselines", "reports/baseline_report", "reports/analyst_snapshot"} <= keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 20, key

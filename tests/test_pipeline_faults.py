@@ -25,7 +25,7 @@ from emulator.server import EmulatorServer
 
 PD_TOKEN = "faults-pd-token-51c3"
 GH_TOKEN = "faults-gh-token-a9e0"
-SKIP_ASSETS = {"reports/baseline_report", "analytics/snapshot"}  # not warehouse tables; slow to render
+SKIP_ASSETS = {"reports/baseline_report", "reports/analyst_snapshot"}  # not warehouse tables; slow to render
 RUN_COLUMNS = {"run_id", "fetched_at", "rejected_at"}
 CLIENT_TIMEOUT = 0.5  # seconds: the hang faults outlast it
 PORT = re.compile(r"127\.0\.0\.1:\d+")

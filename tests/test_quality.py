@@ -309,7 +309,7 @@ def _downstream_of_staging():
     from assets import checks, metrics, reports, snapshot, warehouse
 
     assets = [*warehouse.staging_assets, *warehouse.marts_sql_assets, metrics.statistics_marts,
-              reports.baseline_report, snapshot.analytics_snapshot]
+              reports.baseline_report, snapshot.analyst_snapshot]
     gx_checks = [c for c in checks.all_checks if any(k.asset_key.path[0] == "staging" for k in c.check_keys)]
     return [*assets, *gx_checks]
 
@@ -346,7 +346,7 @@ def test_a_failing_blocking_check_stops_the_marts_report_and_snapshot(tmp_path):
     assert not result.success
     assert "staging/stg_pagerduty__incidents" in materialized
     blocked = {"marts/fct_incidents", "marts/fct_deployments", "marts/team_baselines", "marts/team_monthly_metrics",
-               "marts/team_period_metrics", "marts/team_comparisons", "reports/baseline_report", "analytics/snapshot"}
+               "marts/team_period_metrics", "marts/team_comparisons", "reports/baseline_report", "reports/analyst_snapshot"}
     assert not blocked & materialized, materialized
     assert "marts/dim_teams" in materialized  # not downstream of the failing table: built as usual
     incidents = checks["staging/stg_pagerduty__incidents:gx_blocking"]

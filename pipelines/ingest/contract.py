@@ -7,7 +7,7 @@ judged (``RecordRules``), which field is its bookmark, and how it reads: ``read`
 the bookmark), ``read_range`` for one unit of a backfill (a time window, or one repo). A reader only
 talks to its API: it yields ``Part``s (records per raw table), and the runner does everything else:
 validation, quarantine, staging, the merge into raw, the bookmarks and ``raw.sync_runs``, in one
-transaction (docs/connectors.md walks through it with the PagerDuty connector).
+transaction (docs/connectors.md walks through it with a real connector as the example).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ BATCH_SIZE = 5_000  # records a reader hands over at a time, so memory stays bou
 @dataclass(frozen=True)
 class Field:
     """A column computed from each record as it is staged, for a cross-record rule to read without
-    parsing this run's JSON again (PagerDuty log entries: their type, incident and time)."""
+    parsing this run's JSON again (say, an event's type, incident and time)."""
 
     name: str
     sql_type: str
@@ -42,7 +42,7 @@ class Field:
 @dataclass(frozen=True)
 class RawTable:
     """One ``raw.<name>`` table a stream writes: ``id``, the record as sent (``payload``), the
-    stream's constant columns (``extra``, e.g. GitHub's ``repo``), ``fetched_at`` and ``run_id``."""
+    stream's constant columns (``extra``, e.g. a git host's ``repo``), ``fetched_at`` and ``run_id``."""
 
     name: str
     rules: RecordRules  # how each record is judged before it may enter raw (pipelines/records.py)
@@ -74,8 +74,8 @@ class Part:
 
 
 class StreamUnavailable(Exception):
-    """Raised by a reader when the account cannot use this stream (PagerDuty Analytics without the
-    ability): the runner writes nothing, moves no bookmark and reports ``metadata``."""
+    """Raised by a reader when the account cannot use this stream (an API its plan does not
+    include): the runner writes nothing, moves no bookmark and reports ``metadata``."""
 
     def __init__(self, message: str, metadata: dict[str, int]) -> None:
         super().__init__(message)
@@ -109,7 +109,7 @@ class Read:
 
     def split(self, table: str, records: list) -> tuple[list[dict], list[Reject]]:
         """The records of ``table`` that pass its rules, and the rejects: for a reader that must know
-        which records are good before it reads more (GitHub reads statuses of good deployments only)."""
+        which records are good before it reads more (say, the statuses of good deployments only)."""
         return split_valid(records, self.stream.table(table).rules, now=self.now)
 
 
@@ -164,8 +164,8 @@ class Connector:
     """A source: its streams, its Dagster resource (key ``name``) and how the resource is built
     from the environment (``settings()``, read when the code location loads)."""
 
-    name: str  # "pagerduty": the resource key and the source column
-    label: str  # "PagerDuty": how people write it
+    name: str  # lower case: the resource key, the source column and the folder name
+    label: str  # how people write it, in messages and the report
     kind: str  # "paging" (incidents) or "git" (deployments and changes)
     streams: tuple[Stream, ...]
     resource: Callable[[], Any]  # the configured Dagster resource, from the environment

@@ -1,7 +1,7 @@
 """Writing ``raw.*``: the one upsert (through :class:`Staging`) and the quarantine.
 
 A raw table holds each record as the API sent it: ``id``, ``payload`` (JSON), constant columns
-(GitHub's ``repo``), ``fetched_at`` and ``run_id``. A record is upserted by id; its row is rewritten
+(a git host's ``repo``), ``fetched_at`` and ``run_id``. A record is upserted by id; its row is rewritten
 (new payload, ``fetched_at``, ``run_id``) only when the payload differs, so an unchanged re-read
 changes nothing, and the last version of an id within one write wins.
 """
@@ -23,7 +23,7 @@ from pipelines import warehouse as wh
 # - inside ONE DuckDB transaction every row written by many small inserts stays in memory until
 #   the commit (DuckDB 2.0's transaction-local storage held about 3 KB per log entry: 4 GB for a
 #   two-year backfill), whatever the batch size;
-# - many small committed writes (one transaction per GitHub repo) make DuckDB checkpoint every
+# - many small committed writes (one transaction per repo) make DuckDB checkpoint every
 #   16 MB of WAL, and a checkpoint's cost grows with the table (about 8 s at 400k pull requests):
 #   the pull-request load grew quadratically, 16 minutes for 582 repos. Staged, the same rows go
 #   in with one bulk insert and one checkpoint.

@@ -3,7 +3,7 @@
 -- A repo may deploy several services: the deployment is still one row, attributed to the owner of the repo's first service (by id).
 -- source: the git source of the deployment
 -- deployment_id: the source's deployment id (a deployment is (source, deployment_id))
--- repo: the repo's path on its git host (owner/name on GitHub)
+-- repo: the repo's path on its git host (owner/name, or group/sub/project on hosts with nested groups)
 -- environment: target environment
 -- is_production: the environment is the production one (INCIDENT_METRICS_PRODUCTION_ENVIRONMENT, default production)
 -- created_at: when the deployment was created (UTC)

@@ -2,7 +2,7 @@
 -- Lead time for changes: pull request merged to the first successful production deployment of the same repo at or after the merge.
 -- source: the git source of the pull (or merge) request and of its deployment
 -- pull_request_id: the source's id of the pull (or merge) request (a change is (source, pull_request_id))
--- repo: the repo's path on its git host (owner/name on GitHub)
+-- repo: the repo's path on its git host (owner/name, or group/sub/project on hosts with nested groups)
 -- number: the pull request number in its repo
 -- merged_at: when it was merged (UTC)
 -- deployment_id: the first successful production deployment of the repo at or after the merge; null when none yet

@@ -314,6 +314,8 @@ class GitHubClient(SourceClient):
             token_env_var="GITHUB_TOKEN",
             url_env_var="GITHUB_API_URL",
             auth_hint="GitHub Enterprise Server uses https://HOST/api/v3",
+            request_id_header="X-GitHub-Request-Id",
+            permissions_header="X-Accepted-GitHub-Permissions",
             timeout=timeout,
             rate_per_minute=None,  # paced from x-ratelimit-remaining / x-ratelimit-reset instead
             concurrency=concurrency,

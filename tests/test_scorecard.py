@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipelines import validation as V
+from pipelines import scorecard as V
 
 QUICK_SEED = 7
 
