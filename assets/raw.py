@@ -61,6 +61,11 @@ def stream_asset(connector: Connector, stream: Stream) -> dg.AssetsDefinition:
                 yield dg.MaterializeResult(asset_key=["raw", t.name], metadata=metadata)
             return
         repos = context.resources.ownership.load().repos_of(stream.source) if stream.reads_repos else []
+        if stream.reads_repos and not repos:  # no repo on this host: nothing to read, no client (nor token) needed
+            context.log.info(f"{connector.label} {stream.name}: the ownership file names no repo on {connector.label}")
+            for t in stream.tables:
+                yield dg.MaterializeResult(asset_key=["raw", t.name], metadata={"repos": 0, "skipped": True})
+            return
         now = datetime.now(timezone.utc)
         with resource.client() as client, warehouse.connect() as con:
             results = run_stream(con, client, stream, run_id=context.run.run_id, now=now,

@@ -41,6 +41,7 @@ def main() -> int:
     import dagster as dg
 
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
@@ -60,6 +61,7 @@ def main() -> int:
             "pagerduty": PagerDutyResource(api_url=cfg["pd_url"], api_token=cfg["pd_token"],
                                            rate_per_minute=cfg.get("client_rate_per_minute", 900)),
             "github": GitHubResource(api_url=cfg["gh_url"], token=cfg["gh_token"]),
+            "gitlab": GitLabResource(api_url=cfg.get("gl_url", "http://127.0.0.1:9/gitlab/api/v4")),
             "ownership": OwnershipResource(path=cfg["ownership"]),
             "warehouse": WarehouseResource(data_dir=cfg["data_dir"], history_days=cfg.get("history_days", 730)),
         },

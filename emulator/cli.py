@@ -1,4 +1,4 @@
-"""``incident-metrics emulator``: serve a seeded synthetic organisation as PagerDuty + GitHub APIs.
+"""``incident-metrics emulator``: serve a seeded synthetic organisation as PagerDuty, GitHub and GitLab APIs.
 
 The lead's CLI calls :func:`add_arguments` on its sub-parser and :func:`run` with the parsed
 arguments. ``python -m emulator.cli`` runs it stand-alone.
@@ -19,8 +19,10 @@ from .server import EmulatorServer
 
 DEMO_PAGERDUTY_TOKEN = "pd-demo-token"
 DEMO_GITHUB_TOKEN = "gh-demo-token"
+DEMO_GITLAB_TOKEN = "gl-demo-token"
 ENV_PAGERDUTY_TOKEN = "EMULATOR_PAGERDUTY_TOKEN"
 ENV_GITHUB_TOKEN = "EMULATOR_GITHUB_TOKEN"
+ENV_GITLAB_TOKEN = "EMULATOR_GITLAB_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"accepted PagerDuty token (default: ${ENV_PAGERDUTY_TOKEN}, else {DEMO_PAGERDUTY_TOKEN!r})")
     g.add_argument("--github-token", default=None,
                    help=f"accepted GitHub token (default: ${ENV_GITHUB_TOKEN}, else {DEMO_GITHUB_TOKEN!r})")
+    g.add_argument("--gitlab-token", default=None,
+                   help=f"accepted GitLab token (default: ${ENV_GITLAB_TOKEN}, else {DEMO_GITLAB_TOKEN!r})")
+    g.add_argument("--gitlab-rate-limit", type=int, default=2000, metavar="N",
+                   help="GitLab requests per minute per token (default 2000, as gitlab.com; 0 = unlimited)")
     g.add_argument("--rate-limit", type=int, default=960, metavar="N",
                    help="PagerDuty requests per minute per token (default 960; 0 = unlimited)")
     g.add_argument("--github-rate-limit", type=int, default=5000, metavar="N", help="GitHub requests per hour per token (default 5000)")
@@ -45,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     d.add_argument("--teams", type=int, default=10, help="number of teams (default 10)")
     d.add_argument("--months", type=int, default=24, help="months of history (default 24)")
+    d.add_argument("--gitlab-share", type=float, default=0.0, metavar="SHARE",
+                   help="share of the repos hosted on GitLab instead of GitHub (default 0; e.g. 0.4)")
     d.add_argument("--end", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                    help="last day of history, exclusive (default today UTC)")
     d.add_argument("--ownership-out", default=None, metavar="PATH", help="write the organisation's ownership.yaml here")
@@ -56,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--latency-route", default=None, metavar="SUBSTR", help="delay only paths containing this")
     f.add_argument("--fault", action="append", default=[], metavar="KIND[:k=v,...]",
                    help="inject a fault; repeatable. KIND: " + ", ".join(sorted(FAULT_KINDS))
-                   + ". Options: route=SUBSTR, start=N, count=N, probability=P, status=N, seconds=S, service=pagerduty|github, method=GET")
+                   + ". Options: route=SUBSTR, start=N, count=N, probability=P, status=N, seconds=S, service=pagerduty|github|gitlab, method=GET")
     f.add_argument("--github-max-page", type=int, default=None, metavar="N", help="GitHub lists answer 422 beyond page N")
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rngs (default 0)")
 
@@ -81,14 +89,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     pd_token = args.pagerduty_token or os.environ.get(ENV_PAGERDUTY_TOKEN) or DEMO_PAGERDUTY_TOKEN
     gh_token = args.github_token or os.environ.get(ENV_GITHUB_TOKEN) or DEMO_GITHUB_TOKEN
-    cfg = GeneratorConfig(n_teams=args.teams, months=args.months, end=args.end)
+    gl_token = args.gitlab_token or os.environ.get(ENV_GITLAB_TOKEN) or DEMO_GITLAB_TOKEN
+    if not 0.0 <= args.gitlab_share <= 1.0:
+        print("emulator: --gitlab-share must be between 0 and 1", file=sys.stderr)
+        return 2
+    cfg = GeneratorConfig(n_teams=args.teams, months=args.months, end=args.end, gitlab_share=args.gitlab_share)
     org = generate_organisation(args.seed, cfg)
     if args.ownership_out:
         write_ownership(org, args.ownership_out)
     if args.ground_truth_out:
         write_ground_truth(org, args.ground_truth_out)
     srv = EmulatorServer(
-        org, host=args.host, port=args.port, pagerduty_token=pd_token, github_token=gh_token, tls=args.tls,
+        org, host=args.host, port=args.port, pagerduty_token=pd_token, github_token=gh_token, gitlab_token=gl_token,
+        tls=args.tls, gitlab_rate_limit_per_minute=args.gitlab_rate_limit or None,
         rate_limit_per_minute=args.rate_limit or None, github_rate_limit_per_hour=args.github_rate_limit, faults=faults,
         analytics_lag=timedelta(hours=args.analytics_lag_hours), github_exhausted_status=args.github_exhausted_status,
         verbose=args.verbose,
@@ -111,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"PAGERDUTY_API_URL={srv.pagerduty_url}")
         print(f"GITHUB_API_URL={srv.github_url}")
+        print(f"GITLAB_API_URL={srv.gitlab_url}")
         print(f"EMULATOR_STATS_URL={srv.base_url}/__emulator/stats")
         if srv.ca_file:
             print(f"EMULATOR_CA_FILE={srv.ca_file}")
@@ -120,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"PAGERDUTY_API_TOKEN={pd_token}")
         if gh_token == DEMO_GITHUB_TOKEN:
             print(f"GITHUB_TOKEN={gh_token}")
+        if gl_token == DEMO_GITLAB_TOKEN:
+            print(f"GITLAB_TOKEN={gl_token}")
         totals = org.ground_truth.get("totals", {})
         print(f"# seed {args.seed}: {totals.get('teams')} teams, {totals.get('incidents')} incidents, "
               f"{totals.get('log_entries')} log entries, {totals.get('deployments')} deployments; clock {srv.now().isoformat()}",

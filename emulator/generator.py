@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -104,6 +105,10 @@ class GeneratorConfig:
     prs_per_deploy: float = 1.5
     share_pr_unmerged: float = 0.1
     inaccessible_repos: int = 0  # extra repos in the ownership file that the token cannot see
+    # GitLab: the share of repos hosted there instead (in a nested group, github_org/platform/<name>),
+    # and the share of those whose environments have no tier (the name then says which is production)
+    gitlab_share: float = 0.0
+    gitlab_share_without_tier: float = 0.25
     account_time_zone: str = "America/Los_Angeles"
     github_org: str = "acme"
 
@@ -242,6 +247,21 @@ class _Spec:
     resolved_at: datetime | None = None
     incident: Incident | None = None
     deployment_id: int | None = None
+
+
+def _move_to_gitlab(repos: list[Repo], services: list[Service], repo_service: dict[str, Service],
+                    cfg: GeneratorConfig, pick: random.Random) -> None:
+    """Put ``cfg.gitlab_share`` of the repos on GitLab, in a nested group. A separate random stream,
+    so that everything else about the organisation is the same as with no GitLab at all."""
+    candidates = [r for r in repos if r.accessible]
+    for repo in sorted(pick.sample(candidates, round(cfg.gitlab_share * len(candidates))), key=lambda r: r.full_name):
+        old = repo.full_name
+        repo.full_name = f"{cfg.github_org}/platform/{old.split('/', 1)[1]}"
+        repo.host = "gitlab"
+        repo.environment_tier_missing = pick.random() < cfg.gitlab_share_without_tier
+        repo_service[repo.full_name] = repo_service.pop(old)
+        for svc in services:
+            svc.repos = [repo.full_name if name == old else name for name in svc.repos]
 
 
 def generate_organisation(seed: int, config: GeneratorConfig | None = None) -> Organisation:
@@ -430,6 +450,8 @@ def generate_organisation(seed: int, config: GeneratorConfig | None = None) -> O
             repo_service[full] = svc
     for k in range(cfg.inaccessible_repos):
         repos.append(Repo(id=int(rng.integers(10_000_000, 900_000_000)), full_name=f"{cfg.github_org}/legacy-{k + 1}", private=True, accessible=False))
+    if cfg.gitlab_share > 0:
+        _move_to_gitlab(repos, services, repo_service, cfg, random.Random(f"{seed}:gitlab"))
     deployments: list[Deployment] = []
     pulls: list[PullRequest] = []
     status_id = int(rng.integers(1_000_000, 2_000_000))

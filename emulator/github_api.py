@@ -56,10 +56,12 @@ class GitHubApi:
 
     def reindex(self) -> None:
         org = self.org
-        self.repos = {r.full_name.lower(): r for r in org.repos}
+        self.repos = {r.full_name.lower(): r for r in org.repos if r.host == "github"}  # GitLab's are not here
         self.deployments: dict[str, list[Deployment]] = {}
         self.deployment_by_id: dict[int, Deployment] = {}
         for d in org.deployments:
+            if d.repo.lower() not in self.repos:
+                continue
             self.deployments.setdefault(d.repo.lower(), []).append(d)
             self.deployment_by_id[d.id] = d
         for lst in self.deployments.values():
@@ -67,7 +69,8 @@ class GitHubApi:
         self.repo_created = {k: min(d.created_at for d in v) for k, v in self.deployments.items() if v}
         self.pulls: dict[str, list[PullRequest]] = {}
         for p in org.pulls:
-            self.pulls.setdefault(p.repo.lower(), []).append(p)
+            if p.repo.lower() in self.repos:
+                self.pulls.setdefault(p.repo.lower(), []).append(p)
         if self.graphql is not None:
             self.graphql.reindex()
 

@@ -153,8 +153,10 @@ class Repo:
     id: int
     full_name: str  # "owner/name"
     private: bool = False
-    accessible: bool = True  # False: the token cannot see it (GitHub answers 404)
+    accessible: bool = True  # False: the token cannot see it (the host answers 404)
     default_branch: str = "main"
+    host: str = "github"  # the git host serving it: "github" or "gitlab"
+    environment_tier_missing: bool = False  # GitLab: its environments have no tier (a GitLab before 13.10)
 
 
 @dataclass
@@ -198,12 +200,14 @@ class Organisation:
                 }
             )
         services = []
+        host = {r.full_name: r.host for r in self.repos}
         for s in self.services:
             services.append(
                 {
                     "ids": {"pagerduty": s.id},
                     "name": s.name,
-                    "repos": list(s.repos),
+                    # a bare owner/name is a GitHub repo; another host's repo names its host
+                    "repos": [name if host.get(name, "github") == "github" else {host[name]: name} for name in s.repos],
                     "owners": [
                         {"team": p.team_key, "from": p.valid_from.isoformat() if p.valid_from else None}
                         for p in s.owners

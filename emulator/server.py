@@ -1,8 +1,10 @@
-"""Threaded HTTP server emulating PagerDuty (under /pagerduty) and GitHub (under /github) on one port.
+"""Threaded HTTP server emulating PagerDuty (under /pagerduty), GitHub (under /github) and GitLab
+(under /gitlab/api/v4) on one port.
 
     srv = EmulatorServer(org).start()
     srv.pagerduty_url   # http://127.0.0.1:PORT/pagerduty
     srv.github_url      # http://127.0.0.1:PORT/github
+    srv.gitlab_url      # http://127.0.0.1:PORT/gitlab/api/v4
     srv.stop()
 
 See docs/emulator.md for the behaviour, the fault modes and the deviations from the real APIs.
@@ -30,11 +32,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pipelines.connectors.github import resource as github_resource
+from pipelines.connectors.gitlab import resource as gitlab_resource
 from pipelines.connectors.pagerduty import resource as pagerduty_resource
 
 from .faults import TRANSPORT_KINDS, FaultRule, Faults
 from .github_api import BAD_CREDENTIALS, SUPPORTED_VERSIONS, GitHubApi
-from .http_common import UTC, ApiError, Request, Response, parse_time
+from .gitlab_api import GitLabApi
+from .http_common import UTC, ApiError, Request, Response, http_date, parse_time
 from .model import Organisation
 from .pagerduty_api import (
     AUTH_ERROR,
@@ -228,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class EmulatorServer:
-    """PagerDuty + GitHub API emulator serving ``org`` on one loopback port (see module docstring)."""
+    """PagerDuty, GitHub and GitLab API emulator serving ``org`` on one loopback port (see module docstring)."""
 
     def __init__(
         self,
@@ -237,9 +241,11 @@ class EmulatorServer:
         port: int = 0,
         pagerduty_token: str | Iterable[str] = "pd-demo-token",
         github_token: str | Iterable[str] = "gh-demo-token",
+        gitlab_token: str | Iterable[str] = "gl-demo-token",
         tls: bool = False,
         rate_limit_per_minute: int | None = 960,
         github_rate_limit_per_hour: int = 5000,
+        gitlab_rate_limit_per_minute: int | None = 2000,
         faults: Faults | None = None,
         analytics_lag: timedelta = timedelta(hours=0),
         github_exhausted_status: int = 403,
@@ -250,8 +256,11 @@ class EmulatorServer:
         self.requested_port = port
         self.pagerduty_tokens = {pagerduty_token} if isinstance(pagerduty_token, str) else set(pagerduty_token)
         self.github_tokens = {github_token} if isinstance(github_token, str) else set(github_token)
+        self.gitlab_tokens = {gitlab_token} if isinstance(gitlab_token, str) else set(gitlab_token)
         # the token client_env() hands out: the one given, or the first of several
-        self._client_tokens = tuple(t if isinstance(t, str) else next(iter(t)) for t in (pagerduty_token, github_token))
+        self._client_tokens = tuple(t if isinstance(t, str) else next(iter(t))
+                                    for t in (pagerduty_token, github_token, gitlab_token))
+        self.gitlab_rate_limit_per_minute = gitlab_rate_limit_per_minute
         self.tls = tls
         self.rate_limit_per_minute = rate_limit_per_minute
         self.faults = faults or Faults()
@@ -261,6 +270,7 @@ class EmulatorServer:
         self.github = GitHubApi(org, self.now)
         self.github.rate_limit_info = self._github_info
         self.github.graphql.quota.limit = github_rate_limit_per_hour  # points an hour, as GitHub's 5,000
+        self.gitlab = GitLabApi(org, self.now)
         self._lock = threading.Lock()
         self._buckets: dict[str, _TokenBucket] = {}
         self._quota = _GitHubQuota(github_rate_limit_per_hour)
@@ -333,15 +343,21 @@ class EmulatorServer:
     def github_url(self) -> str:
         return self.base_url + GitHubApi.prefix
 
+    @property
+    def gitlab_url(self) -> str:
+        return self.base_url + GitLabApi.prefix
+
     def client_env(self) -> dict[str, str]:
         """The environment that points the product's connectors at this emulator: each API's URL and
         an accepted token, under the variables the connectors read (what ``make demo`` sets)."""
-        pagerduty_token, github_token = self._client_tokens
+        pagerduty_token, github_token, gitlab_token = self._client_tokens
         return {
             pagerduty_resource.ENV_URL: self.pagerduty_url,
             pagerduty_resource.ENV_TOKEN: pagerduty_token,
             github_resource.ENV_URL: self.github_url,
             github_resource.ENV_TOKEN: github_token,
+            gitlab_resource.ENV_URL: self.gitlab_url,
+            gitlab_resource.ENV_TOKEN: gitlab_token,
         }
 
     def now(self) -> datetime:
@@ -361,6 +377,7 @@ class EmulatorServer:
         """Rebuild the lookup tables after changing the organisation's records in place."""
         self.pagerduty.reindex()
         self.github.reindex()
+        self.gitlab.reindex()
 
     def stats(self) -> dict[str, Any]:
         return self._stats.snapshot()
@@ -384,7 +401,7 @@ class EmulatorServer:
         host = h.headers.get("Host") or f"{self.host}:{self.port}"
         scheme = "https" if self.tls else "http"
         service, api = "emulator", None
-        for candidate in (self.pagerduty, self.github):
+        for candidate in (self.pagerduty, self.github, self.gitlab):
             if path == candidate.prefix or path.startswith(candidate.prefix + "/"):
                 service, api = candidate.service_name, candidate
                 break
@@ -394,7 +411,8 @@ class EmulatorServer:
             return
         req = Request(
             method=method,
-            path=unquote(path[len(api.prefix):]) or "/",
+            # GitLab names a project by its URL-encoded path (acme%2Fapi): it decodes the parts itself
+            path=(path[len(api.prefix):] if api is self.gitlab else unquote(path[len(api.prefix):])) or "/",
             full_path=path,
             query=parse_qs(split.query, keep_blank_values=True),
             headers=h.headers,
@@ -409,12 +427,15 @@ class EmulatorServer:
         try:
             if service == "pagerduty":
                 resp, action, fault_name = self._serve_pagerduty(req, route, params)
+            elif service == "gitlab":
+                resp, action, fault_name = self._serve_gitlab(req, route, params)
             else:
                 resp, action, fault_name = self._serve_github(req, route, params)
         except Exception:  # noqa: BLE001 - a bug must still answer
             if self.verbose:
                 traceback.print_exc()
-            payload = INTERNAL_ERROR if service == "pagerduty" else {"message": "Server Error"}
+            payload = (INTERNAL_ERROR if service == "pagerduty" else {"message": "500 Internal Server Error"}
+                       if service == "gitlab" else {"message": "Server Error"})
             resp = Response.json(500, payload)
         finally:
             self._stats.leave(service)
@@ -440,6 +461,8 @@ class EmulatorServer:
         if kind == "rate_limit_bare":
             return Response(429, b"", content_type=""), None
         if kind == "rate_limit":
+            if service == "gitlab":
+                return self._gitlab_limited(rule.seconds if rule.seconds is not None else 20), None
             if service == "pagerduty":
                 limit = self.rate_limit_per_minute or 960
                 reset = int(rule.seconds if rule.seconds is not None else 20)
@@ -462,6 +485,10 @@ class EmulatorServer:
                                  [("X-Accepted-GitHub-Permissions", "deployments=read; pull_requests=read")]), None
         # kind == "status" (and the default for anything else)
         status = rule.status or 500
+        if service == "gitlab":
+            reason = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+                      502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Internal Server Error")
+            return Response.json(status, {"message": f"{status} {reason}"}), None
         if service == "pagerduty":
             payload = {401: AUTH_ERROR, 404: NOT_FOUND, 408: TIMEOUT_ERROR, 429: RATE_LIMIT_ERROR,
                        403: {"error": {"message": "Access Denied", "code": 2010}}}.get(status, INTERNAL_ERROR)
@@ -602,6 +629,51 @@ class EmulatorServer:
                          ("X-GitHub-Api-Version-Selected", version or "2022-11-28")] + request_id
         return resp, action, fault
 
+    def _gitlab_headers(self, limit: int, remaining: int, reset_in: float) -> list[tuple[str, str]]:
+        reset = time.time() + reset_in
+        return [("RateLimit-Name", "throttle_authenticated_api"), ("RateLimit-Limit", str(limit)),
+                ("RateLimit-Observed", str(limit - remaining)), ("RateLimit-Remaining", str(remaining)),
+                ("RateLimit-Reset", str(int(reset))),
+                ("RateLimit-ResetTime", http_date(datetime.fromtimestamp(reset, UTC)))]
+
+    def _gitlab_limited(self, retry_in: float) -> Response:
+        """GitLab's 429 (Rack::Attack): a plain-text body, Retry-After and the RateLimit headers."""
+        limit = self.gitlab_rate_limit_per_minute or 2000
+        return Response(429, b"Retry later\n", self._gitlab_headers(limit, 0, retry_in) + [("Retry-After", str(int(retry_in)))],
+                        content_type="text/plain")
+
+    def _serve_gitlab(self, req: Request, route: Any, params: dict[str, str]) -> tuple[Response, str | None, str | None]:
+        request_id = [("X-Request-Id", uuid.uuid4().hex[:26].upper())]
+        denied = self.gitlab.check_auth(req, self.gitlab_tokens)
+        if denied is not None:
+            denied.headers += request_id
+            return denied, None, None
+        fault_resp, action, fault = self._apply_faults("gitlab", req)
+        if fault_resp is not None or action == "reset":
+            if fault_resp is not None and fault != "rate_limit_bare":
+                fault_resp.headers += request_id
+            return fault_resp or Response(0), action, fault
+        rl_headers: list[tuple[str, str]] = []
+        if self.gitlab_rate_limit_per_minute:
+            with self._lock:
+                key = "gitlab:" + (req.token or "")
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    bucket = self._buckets[key] = _TokenBucket(self.gitlab_rate_limit_per_minute)
+                allowed, remaining, reset = bucket.take()
+            if not allowed:
+                return self._gitlab_limited(reset), None, None
+            rl_headers = self._gitlab_headers(self.gitlab_rate_limit_per_minute, remaining, reset)
+        if route is None:
+            resp = Response.json(404, {"error": "404 Not Found"})
+        else:
+            try:
+                resp = route.handler(req, params)
+            except ApiError as e:
+                resp = e.response
+        resp.headers += rl_headers + request_id
+        return resp, action, fault
+
     def _emulator_route(self, method: str, path: str, body: bytes) -> Response:
         if path in ("/__emulator/stats", "/__emulator/stats/") and method == "GET":
             return Response.json(200, self.stats())
@@ -621,7 +693,7 @@ class EmulatorServer:
                 except (ValueError, TypeError):
                     return Response.json(400, {"error": "body must be {\"now\": ISO 8601} or {\"advance_seconds\": n}"})
             return Response.json(200, {"now": self.now().isoformat()})
-        return Response.json(404, {"message": "Not Found: the emulator serves /pagerduty/..., /github/... and /__emulator/stats"})
+        return Response.json(404, {"message": "Not Found: the emulator serves /pagerduty/..., /github/..., /gitlab/api/v4/... and /__emulator/stats"})
 
     def _write(self, h: _Handler, resp: Response, action: str | None) -> int:
         body = resp.body

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from pipelines import config
 
+# make demo puts this share of the synthetic organisation's repos on GitLab, the rest on GitHub
+DEMO_GITLAB_SHARE = 0.3
+
 
 def _instance():
     import dagster as dg
@@ -186,7 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # mixing in a different one under the same ids.
     end_file = demo_dir / "organisation-end-date.txt"
     seed_of = demo_dir / "organisation-seed.txt"
-    if end_file.exists() and seed_of.exists() and seed_of.read_text().strip() == str(args.seed):
+    identity = f"{args.seed}" + (f" gitlab-share {args.gitlab_share}" if args.gitlab_share else "")
+    if end_file.exists() and seed_of.exists() and seed_of.read_text().strip() == identity:
         end = date.fromisoformat(end_file.read_text().strip())
     else:
         end = datetime.now(timezone.utc).date()
@@ -197,11 +201,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"removing {stale} (it holds a different demo organisation)", flush=True)
                 stale.unlink()
         end_file.write_text(end.isoformat() + "\n")
-        seed_of.write_text(f"{args.seed}\n")
+        seed_of.write_text(f"{identity}\n")
     print(f"generating the synthetic organisation (seed {args.seed}, history to {end}) ...", flush=True)
     # Two years, ten teams; half a production deploy per repo a week keeps the first load's
     # per-deployment status requests (one per deployment: no bulk endpoint) within one hour of quota.
-    org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5, end=end))
+    org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5, end=end, gitlab_share=args.gitlab_share))
     ownership_path = demo_dir / "ownership.yaml"
     ownership_path.write_text(org.ownership_yaml(), encoding="utf-8")
     (demo_dir / "ground_truth.json").write_text(json.dumps(org.ground_truth, indent=2, default=str), encoding="utf-8")
@@ -295,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole nightly job against the bundled emulator")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic organisation (default 7)")
+    demo.add_argument("--gitlab-share", type=float, default=DEMO_GITLAB_SHARE, metavar="SHARE",
+                      help=f"share of its repos hosted on GitLab, the rest on GitHub (default {DEMO_GITLAB_SHARE})")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run the nightly job in-process (configuration from the environment)")

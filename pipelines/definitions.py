@@ -7,6 +7,8 @@ and never shown in the UI.
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets import checks, metrics, ownership, raw, reports, snapshot, warehouse
@@ -24,6 +26,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             data_dir=config.setting(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR),
             production_environment=config.env(config.ENV_PRODUCTION_ENVIRONMENT, config.DEFAULT_PRODUCTION_ENVIRONMENT),
+            sql_variables={variable: os.environ[name] for c in CONNECTORS for variable, name in c.sql_variables
+                           if os.environ.get(name, "").strip()},
             history_days=int(config.env(config.ENV_HISTORY_DAYS, str(config.DEFAULT_HISTORY_DAYS))),
         ),
     }

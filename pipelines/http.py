@@ -104,11 +104,12 @@ class _HeaderAuth(AuthBase):
     """Sets the Authorization header. Using an auth object (not session.headers) stops requests from
     replacing it with ~/.netrc credentials, and keeps the secret out of every repr."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, name: str = "Authorization") -> None:
         self._value = value
+        self._name = name
 
     def __call__(self, r):
-        r.headers["Authorization"] = self._value
+        r.headers[self._name] = self._value
         return r
 
     def __repr__(self) -> str:
@@ -199,6 +200,8 @@ class HttpClient:
         # Additions beyond the agreed interface (all optional):
         default_headers: Mapping[str, str] | None = None,
         auth_hint: str | None = None,
+        auth_header_name: str = "Authorization",
+        quota_headers: str = "x-ratelimit",
         request_id_header: str = "X-Request-Id",
         permissions_header: str | None = None,
         max_rate_limit_wait: float = 3900.0,
@@ -218,6 +221,8 @@ class HttpClient:
         self.token_env_var = token_env_var
         self.url_env_var = url_env_var
         self.auth_hint = auth_hint
+        # <quota_headers>-remaining / -limit / -reset (epoch seconds): the quota the server reports
+        self.quota_headers = quota_headers
         self.request_id_header = request_id_header  # the server's id of a request, quoted in errors
         self.permissions_header = permissions_header  # on a 403: the permissions the endpoint accepts
         self.timeout = timeout
@@ -243,7 +248,7 @@ class HttpClient:
         )
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        self._session.auth = _HeaderAuth(auth_header)
+        self._session.auth = _HeaderAuth(auth_header, auth_header_name)
         self._session.headers["User-Agent"] = user_agent
         self._session.headers["Accept-Encoding"] = "gzip, deflate"
         for k, v in (default_headers or {}).items():
@@ -364,12 +369,13 @@ class HttpClient:
             self._sleep(wait)
 
     def _observe_rate_headers(self, resp: requests.Response) -> None:
-        """``x-ratelimit-remaining`` / ``-reset``: pace the remaining quota evenly until the reset once it runs low."""
-        remaining = _header_float(resp.headers, "x-ratelimit-remaining")
-        reset = _header_float(resp.headers, "x-ratelimit-reset")
+        """``x-ratelimit-remaining`` / ``-reset`` (or the client's ``quota_headers``): pace the
+        remaining quota evenly until the reset once it runs low."""
+        remaining = _header_float(resp.headers, f"{self.quota_headers}-remaining")
+        reset = _header_float(resp.headers, f"{self.quota_headers}-reset")
         if remaining is None or reset is None:
             return
-        limit = _header_float(resp.headers, "x-ratelimit-limit") or 0.0
+        limit = _header_float(resp.headers, f"{self.quota_headers}-limit") or 0.0
         low_watermark = max(10.0, 0.05 * limit)
         with self._pace_lock:
             if remaining > low_watermark:
@@ -403,11 +409,13 @@ class HttpClient:
                     when = None
                 if when is not None:
                     return max(0.0, when.timestamp() - self._now())
-        quota_remaining = _header_float(h, "x-ratelimit-remaining")
-        quota_reset = _header_float(h, "x-ratelimit-reset")
+        quota_remaining = _header_float(h, f"{self.quota_headers}-remaining")
+        quota_reset = _header_float(h, f"{self.quota_headers}-reset")
         if quota_remaining is not None and quota_remaining <= 0 and quota_reset is not None:
             return max(0.0, quota_reset - self._now())
-        delta_reset = _header_float(h, "ratelimit-reset")
+        # ratelimit-reset in seconds from now on a 429, unless the client reads ratelimit-* as its
+        # quota headers (where -reset is an epoch, as above)
+        delta_reset = _header_float(h, "ratelimit-reset") if self.quota_headers != "ratelimit" else None
         if delta_reset is not None and resp.status_code == 429:
             return max(0.0, delta_reset)
         return None
@@ -479,7 +487,7 @@ class HttpClient:
             return True
         if resp.status_code != 403:
             return False
-        remaining = _header_float(resp.headers, "x-ratelimit-remaining")
+        remaining = _header_float(resp.headers, f"{self.quota_headers}-remaining")
         if remaining is not None and remaining <= 0:
             return True
         return "rate limit" in self._detail(resp).lower()

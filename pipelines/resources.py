@@ -39,6 +39,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     data_dir: str = "./data"
     production_environment: str = "production"
+    sql_variables: dict[str, str] = {}  # the connectors' settings their SQL reads (getvariable)
     history_days: int = 730
     rewind_minutes: int = 60
 
@@ -121,3 +122,5 @@ class WarehouseResource(dg.ConfigurableResource):
     def _set_session(self, con: duckdb.DuckDBPyConnection) -> None:
         wh.set_session(con)
         con.execute("set variable production_environment = ?", [self.production_environment])
+        for name, value in self.sql_variables.items():
+            con.execute(f"set variable {name} = ?", [value])

@@ -29,6 +29,7 @@ from emulator.model import (
     User,
 )
 from pipelines.connectors.github.resource import GitHubResource
+from pipelines.connectors.gitlab.resource import GitLabResource
 from pipelines.connectors.pagerduty.resource import PagerDutyResource
 from pipelines.resources import OwnershipResource, WarehouseResource
 
@@ -198,6 +199,7 @@ def resources(srv, data_dir: Path, ownership_path: Path, *, pd_token: str = PD_T
     return {
         "pagerduty": FastPagerDuty(api_url=srv.pagerduty_url, api_token=pd_token, timeout_seconds=5.0),
         "github": FastGitHub(api_url=srv.github_url, token=gh_token, timeout_seconds=5.0),
+        "gitlab": GitLabResource(api_url=srv.gitlab_url, timeout_seconds=5.0),
         "ownership": OwnershipResource(path=str(ownership_path)),
         "warehouse": WarehouseResource(data_dir=str(data_dir), history_days=1000),
     }

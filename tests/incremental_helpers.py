@@ -26,6 +26,7 @@ from emulator.model import Organisation
 UTC = timezone.utc
 PD_TOKEN = "incr-pd-token-5b1e"
 GH_TOKEN = "incr-gh-token-c2d8"
+GL_TOKEN = "incr-gl-token-5e1a"
 ROOT = Path(__file__).resolve().parent.parent
 
 # Columns that say when/by which run a row was written, not what the data is.
@@ -43,27 +44,30 @@ JSON_TABLES = ("raw.pagerduty_teams", "raw.pagerduty_services", "raw.pagerduty_i
 
 def small_org(seed: int = 11, *, future_days: int = 5, months: int = 6, n_teams: int = 3,
               history_end_days_ago: int = 30, incidents_per_team_month: float = 40.0,
-              deploys_per_repo_week: float = 1.0) -> Organisation:
+              deploys_per_repo_week: float = 1.0, gitlab_share: float = 0.0) -> Organisation:
     end = datetime.now(UTC).date() - timedelta(days=history_end_days_ago)
     return generate_organisation(seed, GeneratorConfig(
         n_teams=n_teams, months=months, end=end, future_days=future_days,
-        incidents_per_team_month=incidents_per_team_month, deploys_per_repo_week=deploys_per_repo_week))
+        incidents_per_team_month=incidents_per_team_month, deploys_per_repo_week=deploys_per_repo_week,
+        gitlab_share=gitlab_share))
 
 
 def start_emulator(org: Organisation):
     from emulator.server import EmulatorServer
 
-    return EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN).start()
+    return EmulatorServer(org, port=0, pagerduty_token=PD_TOKEN, github_token=GH_TOKEN, gitlab_token=GL_TOKEN).start()
 
 
 def resources(srv, data_dir: Path, ownership_path: Path, *, history_days: int = 730) -> dict[str, Any]:
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.resources import OwnershipResource, WarehouseResource
 
     return {
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN),
         "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN),
+        "gitlab": GitLabResource(api_url=srv.gitlab_url, token=GL_TOKEN),
         "ownership": OwnershipResource(path=str(ownership_path)),
         "warehouse": WarehouseResource(data_dir=str(data_dir), history_days=history_days),
     }
@@ -101,12 +105,15 @@ def night(srv, data_dir: Path, ownership_path: Path) -> int:
 
 def subprocess_env(srv, data_dir: Path, ownership_path: Path) -> dict[str, str]:
     """Environment for ``incident-metrics run`` (or ``pipelines.cli``) in a child process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY", "GITHUB", "INCIDENT_METRICS", "DAGSTER_HOME"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY", "GITHUB", "GITLAB", "INCIDENT_METRICS",
+                                                                                "DAGSTER_HOME"))}
     env.update({
         "PAGERDUTY_API_URL": srv.pagerduty_url,
         "PAGERDUTY_API_TOKEN": PD_TOKEN,
         "GITHUB_API_URL": srv.github_url,
         "GITHUB_TOKEN": GH_TOKEN,
+        "GITLAB_API_URL": srv.gitlab_url,
+        "GITLAB_TOKEN": GL_TOKEN,
         "INCIDENT_METRICS_OWNERSHIP": str(ownership_path),
         "INCIDENT_METRICS_DATA_DIR": str(data_dir),
         "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),

@@ -420,9 +420,10 @@ def materialize_markup_warehouse(tmp: Path) -> Path:
     ``markup_organisation``; returns the data folder."""
     import dagster as dg
 
-    from assets.snapshot import analytics_snapshot
+    from assets.snapshot import analyst_snapshot
     from emulator.server import EmulatorServer
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
@@ -433,9 +434,10 @@ def materialize_markup_warehouse(tmp: Path) -> Path:
     pd_token, gh_token = "xss-pd-token", "xss-gh-token"
     srv = EmulatorServer(org, port=0, pagerduty_token=pd_token, github_token=gh_token).start()
     try:
-        result = dg.materialize([a for a in all_assets if a is not analytics_snapshot], resources={
+        result = dg.materialize([a for a in all_assets if a is not analyst_snapshot], resources={
             "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=pd_token),
             "github": GitHubResource(api_url=srv.github_url, token=gh_token),
+            "gitlab": GitLabResource(api_url=srv.gitlab_url),
             "ownership": OwnershipResource(path=str(ownership)),
             "warehouse": WarehouseResource(data_dir=str(tmp / "data"), history_days=1000),
         }, instance=dg.DagsterInstance.ephemeral())

@@ -97,7 +97,7 @@ def test_dirty_run_succeeds_and_every_blocking_check_passes(dirty):
     assert view.result.success, view.failure_messages()
     checks = view.checks()
     blocking = {k: c for k, c in checks.items() if k.endswith(":gx_blocking")}
-    assert len(blocking) == 10 and all(c.passed for c in blocking.values()), \
+    assert len(blocking) == 13 and all(c.passed for c in blocking.values()), \
         {k: c.description for k, c in blocking.items() if not c.passed}
     assert {"marts/fct_incidents", "reports/baseline_report", "reports/analyst_snapshot"} <= view.materialized
 

@@ -41,7 +41,8 @@ def test_definitions_load_with_every_asset_described():
     unions = {k.path[1]: {p.to_user_string() for p in graph.get(k).parent_keys}
               for k in graph.get_all_asset_keys() if k.path[0] == "intermediate" and "__" not in k.path[1]}
     assert unions["int_incidents"] == {"intermediate/int_pagerduty__incidents"}
-    assert unions["int_deployments"] == {"intermediate/int_github__deployments"}
+    assert unions["int_deployments"] == {"intermediate/int_github__deployments", "intermediate/int_gitlab__deployments"}
+    assert unions["int_changes"] == {"intermediate/int_github__changes", "intermediate/int_gitlab__changes"}
     assert set(unions) == {"int_incidents", "int_incident_events", "int_services", "int_deployments", "int_changes"}
 
 

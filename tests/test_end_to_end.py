@@ -106,12 +106,14 @@ def emulator():
 
 def _resources(srv, data_dir: Path, ownership_path: Path):
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.resources import OwnershipResource, WarehouseResource
 
     return {
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN),
         "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN),
+        "gitlab": GitLabResource(api_url=srv.gitlab_url),
         "ownership": OwnershipResource(path=str(ownership_path)),
         "warehouse": WarehouseResource(data_dir=str(data_dir), history_days=1000),
     }

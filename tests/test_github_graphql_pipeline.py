@@ -47,6 +47,7 @@ REST_ONLY = {
 
 def _night(srv, data_dir, ownership, api: str) -> dict:
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.definitions import all_assets
     from pipelines.resources import OwnershipResource, WarehouseResource
@@ -55,6 +56,7 @@ def _night(srv, data_dir, ownership, api: str) -> dict:
     resources = {
         "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN),
         "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN, deployments_api=api),
+        "gitlab": GitLabResource(api_url=srv.gitlab_url),
         "ownership": OwnershipResource(path=str(ownership)),
         "warehouse": WarehouseResource(data_dir=str(data_dir)),
     }

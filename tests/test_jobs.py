@@ -107,7 +107,8 @@ def test_the_jobs_select_what_they_should():
         dg.AssetKey(["raw", t]) for t in ("pagerduty_teams", "pagerduty_services", "pagerduty_incidents",
                                           "pagerduty_log_entries", "pagerduty_analytics_incidents",
                                           "github_deployments", "github_deployment_statuses",
-                                          "github_pull_requests")}
+                                          "github_pull_requests", "gitlab_deployments", "gitlab_environments",
+                                          "gitlab_merge_requests")}
     assert dg.AssetKey(["raw", "ownership_teams"]) in rebuild
 
 
@@ -264,7 +265,8 @@ def test_no_ownership_file_is_one_line_naming_the_setting_and_the_trace_goes_to_
 
 
 def test_a_report_before_any_run_is_one_line_naming_the_fix(tmp_path):
-    env = subprocess_env(type("S", (), {"pagerduty_url": "http://127.0.0.1:9", "github_url": "http://127.0.0.1:9"})(),
+    env = subprocess_env(type("S", (), {"pagerduty_url": "http://127.0.0.1:9", "github_url": "http://127.0.0.1:9",
+                                      "gitlab_url": "http://127.0.0.1:9"})(),
                          tmp_path / "data", tmp_path / "ownership.yaml")
     proc = _cli(["report"], env)
     assert proc.returncode == 1

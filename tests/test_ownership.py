@@ -148,13 +148,10 @@ def test_a_service_can_be_listed_as_unowned_on_purpose():
 
 # ------------------------------------------------------------------ services named by (source, id)
 
-# Two more sources, declared as their connectors will declare them, so the file can name them.
+# One more paging source, declared as its connector will declare it, so the file can name it.
 OTHER_PAGING = Connector(name="opsgenie", label="Opsgenie", kind="paging", streams=(), resource=lambda: None,
                          ownership=OwnershipNames(backstage_annotation="opsgenie.com/team"))
-OTHER_GIT = Connector(name="gitlab", label="GitLab", kind="git", streams=(), resource=lambda: None,
-                      ownership=OwnershipNames(backstage_annotation="gitlab.com/project-slug",
-                                               repo_pattern=r"^[\w.-]+(/[\w.-]+)+$", repo_example="group/project"))
-MORE = CONNECTORS + (OTHER_PAGING, OTHER_GIT)
+MORE = CONNECTORS + (OTHER_PAGING,)
 
 IDS = """\
 teams:
@@ -218,10 +215,12 @@ def test_the_same_id_in_two_sources_is_two_services_and_repos_name_their_host():
          "ownership.yaml:4: a service needs its id in a paging source, like 'ids: {pagerduty: <service id>}'"),
         ("  - ids: {pagerduty: P1}\n    pagerduty_service_id: P2\n    owner: a\n",
          "ownership.yaml:5: a service: two PagerDuty ids, 'P1' and 'P2'"),
-        ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{gitlab: g/p}]\n",
-         "ownership.yaml:6: unknown key 'gitlab' in a repo of service 'P1' (allowed: github)"),
+        ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{bitbucket: g/p}]\n",
+         "ownership.yaml:6: unknown key 'bitbucket' in a repo of service 'P1' (allowed: github, gitlab)"),
         ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{github: a/b, gitlab: g/p}]\n",
          "ownership.yaml:6: a repo of service 'P1' names one host and one path"),
+        ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{gitlab: project-without-group}]\n",
+         "ownership.yaml:6: repo 'project-without-group' must look like group/sub/project"),
     ],
 )
 def test_ids_and_repo_hosts_are_checked(service, message):

@@ -51,6 +51,7 @@ def serve(org, faults: Faults | None = None, **kw) -> EmulatorServer:
 
 def run(srv: EmulatorServer, data_dir: Path, org, *, github_concurrency: int = 4) -> dg.ExecuteInProcessResult:
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.resources import OwnershipResource, WarehouseResource
 
@@ -66,6 +67,7 @@ def run(srv: EmulatorServer, data_dir: Path, org, *, github_concurrency: int = 4
             "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN, timeout_seconds=CLIENT_TIMEOUT),
             "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN, timeout_seconds=CLIENT_TIMEOUT,
                                      concurrency=github_concurrency),
+            "gitlab": GitLabResource(api_url=srv.gitlab_url),
             "ownership": OwnershipResource(path=str(ownership)),
             "warehouse": WarehouseResource(data_dir=str(data_dir), history_days=120),
         },

@@ -44,6 +44,7 @@ def pages(times: list[datetime], plan: list[tuple[datetime, datetime]]) -> int:
 def backfill(tmp_path_factory):
     from assets import ownership, raw
     from pipelines.connectors.github.resource import GitHubResource
+    from pipelines.connectors.gitlab.resource import GitLabResource
     from pipelines.connectors.pagerduty.resource import PagerDutyResource
     from pipelines.resources import OwnershipResource, WarehouseResource
 
@@ -59,6 +60,7 @@ def backfill(tmp_path_factory):
         result = dg.materialize(ingest, resources={
             "pagerduty": PagerDutyResource(api_url=srv.pagerduty_url, api_token=PD_TOKEN, rate_per_minute=1_000_000),
             "github": GitHubResource(api_url=srv.github_url, token=GH_TOKEN),
+            "gitlab": GitLabResource(api_url=srv.gitlab_url),
             "ownership": OwnershipResource(path=str(tmp / "ownership.yaml")),
             "warehouse": WarehouseResource(data_dir=str(tmp / "data")),
         }, instance=dg.DagsterInstance.ephemeral())

@@ -22,7 +22,8 @@ from tests.bad_input_helpers import USERS, clean_organisation, cli
 
 PD_SECRET = "pd-SECRET-4242"
 GH_SECRET = "gh-SECRET-4242"
-SECRETS = (PD_SECRET, GH_SECRET)
+GL_SECRET = "glpat-SECRET-4242"
+SECRETS = (PD_SECRET, GH_SECRET, GL_SECRET)
 PEOPLE = [u.name for u in USERS] + [u.email for u in USERS]
 
 
@@ -31,24 +32,38 @@ def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("secrets")
     org = clean_organisation()
     org.incidents[2].title = f"paged {USERS[0].email} ({USERS[0].name}) twice"  # personal data in a raw payload
+    _move_first_repo_to_gitlab(org)
     ownership = tmp / "ownership.yaml"
     ownership.write_text(org.ownership_yaml(), encoding="utf-8")
     home = tmp / "dagster_home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PAGERDUTY", "GITHUB", "INCIDENT_METRICS", "DAGSTER", "EMULATOR"))}
-    with EmulatorServer(org, port=0, pagerduty_token=PD_SECRET, github_token=GH_SECRET) as srv:
+           if not k.startswith(("PAGERDUTY", "GITHUB", "GITLAB", "INCIDENT_METRICS", "DAGSTER", "EMULATOR"))}
+    with EmulatorServer(org, port=0, pagerduty_token=PD_SECRET, github_token=GH_SECRET, gitlab_token=GL_SECRET) as srv:
         env.update({
             "PAGERDUTY_API_URL": srv.pagerduty_url, "PAGERDUTY_API_TOKEN": PD_SECRET,
             "GITHUB_API_URL": srv.github_url, "GITHUB_TOKEN": GH_SECRET,
+            "GITLAB_API_URL": srv.gitlab_url, "GITLAB_TOKEN": GL_SECRET,
             "INCIDENT_METRICS_OWNERSHIP": str(ownership), "INCIDENT_METRICS_DATA_DIR": str(tmp / "data"),
             "INCIDENT_METRICS_HISTORY_DAYS": "1000", "DAGSTER_HOME": str(home),
         })
         proc = cli(["run"], env, fast_retries=False)
         requests = srv.stats()["by_service"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert requests["pagerduty"]["requests"] > 0 and requests["github"]["requests"] > 0  # the tokens were used
+    assert min(requests[s]["requests"] for s in ("pagerduty", "github", "gitlab")) > 0  # every token was used
     return {"proc": proc, "data": tmp / "data", "home": home, "tmp": tmp}
+
+
+def _move_first_repo_to_gitlab(org) -> None:
+    """The organisation's first repo is hosted on GitLab instead (in a nested group)."""
+    repo = org.repos[0]
+    old, repo.host = repo.full_name, "gitlab"
+    repo.full_name = "acme/platform/" + old.split("/", 1)[1]
+    for s in org.services:
+        s.repos = [repo.full_name if r == old else r for r in s.repos]
+    for record in [*org.deployments, *org.pulls]:
+        if record.repo == old:
+            record.repo = repo.full_name
 
 
 def _instance_events(home: Path) -> list[str]:

@@ -309,22 +309,25 @@ def test_a_service_listed_as_unowned_is_known_but_has_no_team(con):
             assert outcome.passed, (table, severity, outcome.failures)
 
 
+def _gitlab_deployment(id_, environment_id, environment, created, finished, status="success"):
+    return {"id": id_, "iid": id_, "sha": f"{id_:040d}", "ref": "main", "status": status, "created_at": created,
+            "updated_at": finished or created, "finished_at": finished,
+            "environment": {"id": environment_id, "name": environment}}
+
+
 def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
     """A second paging source with the same service id (S1) and incident id (I1), and a second git
     host with the same repo path (acme/checkout) and deployment id (1): each keeps its own owner,
     events and links. The rows of the other sources are written straight into the neutral layer
-    (their connectors come with issues 16 and 17).
+    (a second paging connector comes with issue 17).
 
     pagerduty I1: S1, 10:00, ack +300 s, resolved 11:00, alpha; after GitHub deployment 1 (08:10).
     opsgenie I1: S1, 10:00, ack +100 s, resolved 10:20, gamma; after GitLab deployment 1 (09:30):
     had the hosts been mixed, the PagerDuty incident would link to the later GitLab deployment."""
     from pipelines.connectors import CONNECTORS
-    from pipelines.ingest.contract import Connector, OwnershipNames
+    from pipelines.ingest.contract import Connector
 
-    more = CONNECTORS + (
-        Connector(name="opsgenie", label="Opsgenie", kind="paging", streams=(), resource=lambda: None),
-        Connector(name="gitlab", label="GitLab", kind="git", streams=(), resource=lambda: None,
-                  ownership=OwnershipNames(repo_pattern=r"^[\w.-]+(/[\w.-]+)+$")))
+    more = CONNECTORS + (Connector(name="opsgenie", label="Opsgenie", kind="paging", streams=(), resource=lambda: None),)
     load_ownership_tables(con, parse_ownership(
         OWNERSHIP.replace("services:\n", "  - key: gamma\n    name: Gamma\nservices:\n")
         + "  - ids: {opsgenie: S1}\n    name: checkout-alerts\n    repos: [{gitlab: acme/checkout}]\n    owner: gamma\n",
@@ -334,15 +337,17 @@ def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
                    run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
         upsert_raw(con, "github_deployment_statuses", [_status(12, 1, "success", "2025-05-01T08:10:00Z")],
                    run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        upsert_raw(con, "gitlab_deployments", [_gitlab_deployment(1, 5, "production", "2025-05-01T09:25:00Z",
+                                                                  "2025-05-01T09:30:00Z")],
+                   run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
+        upsert_raw(con, "gitlab_environments", [{"id": 5, "name": "production", "tier": "production"}],
+                   run_id=RUN, fetched_at=NOW, extra={"repo": "acme/checkout"})
     wh.build_all(con)
     con.execute("""insert into intermediate.int_incidents by name select 'opsgenie' as source, 'I1' as incident_id,
         'S1' as service_id, 'high' as urgency, 'resolved' as status, timestamptz '2025-05-01 10:00:00+00' as created_at,
         timestamptz '2025-05-01 10:20:00+00' as resolved_at, false as is_merged""")
     con.execute("""insert into intermediate.int_incident_events by name select 'opsgenie' as source, 'E1' as event_id,
         'I1' as incident_id, 'acknowledged' as event_type, timestamptz '2025-05-01 10:01:40+00' as occurred_at""")
-    con.execute("""insert into intermediate.int_deployments by name select 'gitlab' as source, 1 as deployment_id,
-        'acme/checkout' as repo, 'production' as environment, timestamptz '2025-05-01 09:25:00+00' as created_at,
-        'success' as final_state, timestamptz '2025-05-01 09:30:00+00' as succeeded_at""")
     wh.build_all(con, ("marts",))
     assert con.execute("""
         select source, team_key, seconds_to_acknowledge, seconds_to_resolve, linked_deployment_id, linked_deployment_source
@@ -359,6 +364,36 @@ def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
         ("pagerduty", "S1", "checkout", "beta", ["acme/checkout"], ["github"])]
     assert con.execute("select team_key, n_services_now from marts.dim_teams order by 1").fetchall() == [
         ("alpha", 0), ("beta", 2), ("gamma", 1)]
+
+
+def test_gitlab_production_is_the_tier_unless_a_name_pattern_is_set(con):
+    """GitLab guesses a tier from the name when CI sets none ("nonprod" guessed production). G1
+    production/tier production; G2 nonprod/tier production; G3 live/tier other; G4 production on
+    an environment without a tier (an old GitLab); G5 failed. By tier: G1, G2, G4. With the
+    pattern ^(production|live)$: G1, G3, G4. Each deploys S1 (alpha until 2025-05-15)."""
+    load_ownership_tables(con, parse_ownership(OWNERSHIP.replace(
+        "    repos: [acme/checkout]\n", "    repos: [acme/checkout, {gitlab: acme/platform/checkout}]\n")))
+    when = "2025-05-02T09:0{}:00Z"
+    deployments = [_gitlab_deployment(i, env_id, name, when.format(i), when.format(i + 1))
+                   for i, env_id, name in ((1, 10, "production"), (2, 11, "nonprod"), (3, 12, "live"), (4, 13, "production"))]
+    deployments.append(_gitlab_deployment(5, 10, "production", when.format(5), when.format(6), status="failed"))
+    with wh.transaction(con):
+        upsert_raw(con, "gitlab_deployments", deployments, run_id=RUN, fetched_at=NOW,
+                   extra={"repo": "acme/platform/checkout"})
+        upsert_raw(con, "gitlab_environments", [{"id": 10, "name": "production", "tier": "production"},
+                                                {"id": 11, "name": "nonprod", "tier": "production"},
+                                                {"id": 12, "name": "live", "tier": "other"},
+                                                {"id": 13, "name": "production"}],
+                   run_id=RUN, fetched_at=NOW, extra={"repo": "acme/platform/checkout"})
+    wh.build_all(con)
+    query = ("select deployment_id, is_production, final_state, succeeded_at is not null, team_key from marts.fct_deployments "
+             "where source = 'gitlab' order by 1")
+    assert con.execute(query).fetchall() == [
+        (1, True, "success", True, "alpha"), (2, True, "success", True, "alpha"), (3, False, "success", True, "alpha"),
+        (4, True, "success", True, "alpha"), (5, True, "failure", False, "alpha")]
+    con.execute("set variable gitlab_production_pattern = '^(production|live)$'")
+    wh.build_all(con, ("intermediate", "marts"))
+    assert [r[:2] for r in con.execute(query).fetchall()] == [(1, True), (2, False), (3, True), (4, True), (5, True)]
 
 
 # ------------------------------------------------------------------------------- incremental staging

@@ -8,12 +8,13 @@ record rules, resource and settings; docs/connectors.md), its SQL, and one line 
 
 from __future__ import annotations
 
-from pipelines.connectors import github, pagerduty
+from pipelines.connectors import github, gitlab, pagerduty
 from pipelines.ingest.contract import Connector, Stream
 
 CONNECTORS: tuple[Connector, ...] = (
     pagerduty.CONNECTOR,
     github.CONNECTOR,
+    gitlab.CONNECTOR,
 )
 
 

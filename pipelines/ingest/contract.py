@@ -172,6 +172,9 @@ class Connector:
     settings: tuple[str, ...] = ()  # the environment variables it reads (README, .env.example)
     quality: tuple = ()  # pipelines.quality.TableQuality of each of its staging tables (the asset checks)
     ownership: OwnershipNames = OwnershipNames()
+    # (DuckDB variable, environment variable): settings its SQL reads with getvariable(), set on
+    # the warehouse's sessions when the environment variable is (e.g. GitLab's production pattern)
+    sql_variables: tuple[tuple[str, str], ...] = ()
 
     def stream(self, name: str) -> Stream:
         for s in self.streams:

@@ -155,6 +155,7 @@ class ReportData:
     last_runs: pd.DataFrame                # per source and stream of the latest run
     quarantine: pd.DataFrame               # per source, stream, rule: count, example reason
     population: dict                       # counts of what was excluded or flagged
+    sources: pd.DataFrame = field(default_factory=lambda: _empty(["source", "label", "what", "records"]))  # the mix
     transition_days: int = stats.DEFAULT_TRANSITION_DAYS
     before_days: int = stats.DEFAULT_BEFORE_DAYS
     after_days: int = stats.DEFAULT_AFTER_DAYS
@@ -288,10 +289,33 @@ def load(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> ReportData:
         if len(prim):
             transition = int(prim.iloc[0])
     as_of = data_as_of(con)
-    return ReportData(generated_at=generated_at, as_of=as_of, summary=summary, teams=teams, services=services,
+    return ReportData(sources=source_mix(con), generated_at=generated_at, as_of=as_of, summary=summary, teams=teams, services=services,
                       baselines=baselines_with_ci(con), comparisons=comparisons, periods=periods, org=org,
                       events=events, deploys_monthly=deploys_monthly, freshness=freshness, last_runs=last_runs,
                       quarantine=quarantine, population=population, transition_days=transition)
+
+
+def source_mix(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """What each source brought to the metrics: incidents counted (paging sources), successful
+    production deployments and merged changes (git sources), labelled as the registry names them."""
+    from pipelines.connectors import CONNECTORS
+
+    parts = []
+    if has_table(con, "marts", "fct_incidents", "source"):
+        parts.append("select source, 'incidents' as what, count(*) as records from marts.fct_incidents "
+                     "where not is_merged and team_key is not null group by source")
+    if has_table(con, "marts", "fct_deployments", "source"):
+        parts.append("select source, 'production deployments' as what, count(*) as records from marts.fct_deployments "
+                     "where is_production and is_successful group by source")
+    if has_table(con, "marts", "fct_pull_requests", "source"):
+        parts.append("select source, 'merged changes' as what, count(*) as records from marts.fct_pull_requests "
+                     "group by source")
+    if not parts:
+        return _empty(["source", "label", "what", "records"])
+    frame = _frame(con, " union all ".join(parts) + " order by what, source")
+    labels = {c.name: c.label for c in CONNECTORS}
+    frame.insert(1, "label", [labels.get(s, s) for s in frame["source"]])
+    return frame
 
 
 def to_date(v) -> date | None:

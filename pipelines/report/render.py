@@ -638,10 +638,18 @@ def quality_section(data: ReportData) -> str:
                       "with the reason in quarantine.rejected_records, not counted in any metric):</p>"
                       + table(["Source", "Stream", "Rule", "Records", "Example reason", "Last seen"], qrows,
                               cls="quarantine", numeric=(3,)))
+    by_what: dict[str, list[str]] = {}
+    for r in data.sources.itertuples(index=False):
+        key = f"source_{r.source}_{r.what.replace(' ', '_')}"
+        by_what.setdefault(r.what, []).append(f"{esc(r.label)} {num(f'{int(r.records):,}', key, int(r.records))}")
+    mix = ("<ul class=\"sources\">" + "".join(f"<li>{esc(what.capitalize())}: {' · '.join(items)}</li>"
+                                              for what, items in by_what.items()) + "</ul>") if by_what else ""
     return ('<section id="data-quality"><h2>Data freshness and quality</h2>'
             f"<p>Report generated {num(fmt_datetime(data.generated_at))}; data as of {num(fmt_datetime(data.as_of))} "
             "(the newest paging record; incidents still open are measured up to then).</p>"
-            "<h3>Last sync per source</h3>" + fresh
+            + ("<h3>Sources</h3><p>Every source is counted with the same definitions; what each brought:</p>" + mix
+               if mix else "")
+            + "<h3>Last sync per source</h3>" + fresh
             + "<h3>The latest sync run</h3>" + runs
             + "<h3>Quarantined records</h3>" + quarantine + "</section>")
 

@@ -2,7 +2,8 @@
 -- source: the git source, 'github'
 -- deployment_id: the source's deployment id
 -- repo: the repo deployed (owner/name), as the ownership file names it
--- environment: the target environment name (production is configurable)
+-- environment: the target environment name
+-- is_production: the environment is the production one (INCIDENT_METRICS_PRODUCTION_ENVIRONMENT, default production)
 -- created_at: when the deployment was created (UTC)
 -- final_state: the latest status: queued, pending, in_progress, success, failure, error or inactive; null without any
 -- succeeded_at: the first success status (UTC); null when it never succeeded
@@ -20,6 +21,7 @@ select
     d.deployment_id,
     d.repo,
     d.environment,
+    d.environment = coalesce(getvariable('production_environment'), 'production') as is_production,
     d.created_at,
     s.final_state,
     s.succeeded_at

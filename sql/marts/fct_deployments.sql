@@ -5,7 +5,7 @@
 -- deployment_id: the source's deployment id (a deployment is (source, deployment_id))
 -- repo: the repo's path on its git host (owner/name, or group/sub/project on hosts with nested groups)
 -- environment: target environment
--- is_production: the environment is the production one (INCIDENT_METRICS_PRODUCTION_ENVIRONMENT, default production)
+-- is_production: the environment is production, as its source tells (int_<source>__deployments)
 -- created_at: when the deployment was created (UTC)
 -- final_state: the latest status (success, failure, error, inactive, in_progress, queued, pending); null when it has none yet
 -- succeeded_at: first success status (UTC); null when it never succeeded
@@ -44,7 +44,7 @@ deployed_services as (
     select d.source as repo_source, d.deployment_id, r.source, r.service_id, d.succeeded_at
     from deployments as d
     inner join staging.stg_ownership__service_repos as r on r.repo_source = d.source and r.repo = d.repo
-    where d.environment = coalesce(getvariable('production_environment'), 'production')
+    where d.is_production
         and d.succeeded_at is not null
 ),
 
@@ -81,7 +81,7 @@ final as (
         d.deployment_id,
         d.repo,
         d.environment,
-        d.environment = coalesce(getvariable('production_environment'), 'production') as is_production,
+        d.is_production,
         d.created_at,
         d.final_state,
         d.succeeded_at,

@@ -190,7 +190,7 @@ deployments as (
         min(d.succeeded_at) as deployed_at
     from intermediate.int_deployments as d
     inner join staging.stg_ownership__service_repos as r on r.repo_source = d.source and r.repo = d.repo
-    where d.environment = coalesce(getvariable('production_environment'), 'production')
+    where d.is_production
         and d.succeeded_at is not null
     group by d.source, d.deployment_id, r.source, r.service_id
 ),

@@ -1,0 +1,161 @@
+"""A small GitLab REST v4 client: deployments, environments and merged merge requests of a project.
+
+Projects are named by path (``group/sub/project``, sent URL-encoded) or by numeric id. Requests
+go through :class:`pipelines.http.HttpClient` (retries, 429 and ``Retry-After``, paced from the
+``RateLimit-Remaining`` / ``RateLimit-Reset`` headers, a redacted ``PRIVATE-TOKEN``).
+
+Never deep offsets: GitLab refuses offsets past 50,000 where it has keyset pagination, and
+leaves out the totals above 10,000 records. So:
+
+- deployments and environments are read with keyset pagination (``pagination=keyset&order_by=id``,
+  following ``Link rel="next"``); a GitLab that answers 405 for it (keyset is not on every
+  endpoint of every version) is read by offset instead, as merge requests always are;
+- an offset read is ordered by ``updated_at`` and, before its offset would pass 50,000, starts
+  again from the ``updated_at`` of the last record it has (``updated_after`` of that time: the
+  records of that same second come again, and the raw upsert keeps one of each).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+from pipelines.http import ApiError, HttpClient, SourceClient
+
+DEFAULT_GITLAB_API_URL = "https://gitlab.com/api/v4"
+PER_PAGE = 100  # GitLab's maximum
+MAX_OFFSET = 50_000  # GitLab's plan limit on offset pagination
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GitLabClient(SourceClient):
+    def __init__(self, base_url: str | None, token: str, *, ca_bundle: str | None = None, concurrency: int = 4,
+                 timeout: float = 30.0, sleep=time.sleep, per_page: int = PER_PAGE, max_offset: int = MAX_OFFSET,
+                 **http_options: Any) -> None:
+        """``per_page`` and ``max_offset`` are GitLab's; tests lower them to reach the edges with
+        few records. ``http_options`` go to :class:`HttpClient` (max_retries, retry_budget, ...)."""
+        if not token:
+            raise ValueError("GitLab token is empty: set GITLAB_TOKEN")
+        self.concurrency = max(1, int(concurrency))
+        self.per_page = per_page
+        self.max_offset = max_offset
+        self.keyset_refused: set[str] = set()  # kinds of list ("deployments") this GitLab would not page by keyset
+        self._http = HttpClient(
+            base_url or DEFAULT_GITLAB_API_URL,
+            auth_header=token,
+            auth_header_name="PRIVATE-TOKEN",
+            quota_headers="ratelimit",  # RateLimit-Remaining / RateLimit-Reset (epoch seconds)
+            source="GitLab",
+            token_env_var="GITLAB_TOKEN",
+            url_env_var="GITLAB_API_URL",
+            auth_hint="self-managed GitLab uses https://HOST/api/v4",
+            timeout=timeout,
+            rate_per_minute=None,  # paced from the RateLimit headers instead (gitlab.com: 2,000 a minute)
+            concurrency=self.concurrency,
+            ca_bundle=ca_bundle,
+            sleep=sleep,
+            default_headers={"Accept": "application/json"},
+            **http_options,
+        )
+
+    @staticmethod
+    def project_ref(project: str | int) -> str:
+        """How a project goes into a URL: its numeric id, or its full path URL-encoded."""
+        text = str(project).strip()
+        return text if text.isdigit() else quote(text, safe="")
+
+    # ------------------------------------------------------------------ public API
+
+    def project(self, project: str | int) -> dict:
+        return self._http.json(self._http.get(f"/projects/{self.project_ref(project)}", stream="projects"))
+
+    def deployments(self, project: str | int, *, updated_after: datetime | None = None,
+                    updated_before: datetime | None = None) -> Iterator[dict]:
+        """Every deployment of the project updated in ``[updated_after, updated_before)`` (GitLab
+        moves ``updated_at`` with each status change, so a night reads what changed)."""
+        path = f"/projects/{self.project_ref(project)}/deployments"
+        params = {k: _iso(v) for k, v in (("updated_after", updated_after), ("updated_before", updated_before)) if v}
+        yield from self._list(path, params, stream="deployments", keyset=True)
+
+    def environments(self, project: str | int) -> list[dict]:
+        """The project's environments, with their ``tier`` (GitLab 13.10 and later)."""
+        return list(self._list(f"/projects/{self.project_ref(project)}/environments", {}, stream="environments",
+                               keyset=True))
+
+    def merge_requests(self, project: str | int, *, updated_after: datetime | None = None,
+                       updated_before: datetime | None = None) -> Iterator[dict]:
+        """Merged merge requests updated in ``[updated_after, updated_before)``. REST has
+        ``updated_after`` but no ``merged_after``; merging updates a merge request, so a night's
+        ``updated_after`` finds every merge since (and the few merged ones edited since)."""
+        path = f"/projects/{self.project_ref(project)}/merge_requests"
+        params = {"state": "merged",
+                  **{k: _iso(v) for k, v in (("updated_after", updated_after), ("updated_before", updated_before)) if v}}
+        yield from self._list(path, params, stream="merge_requests", keyset=False)
+
+    # ------------------------------------------------------------------ paging
+
+    def _list(self, path: str, params: dict[str, str], *, stream: str, keyset: bool) -> Iterator[dict]:
+        if keyset and stream not in self.keyset_refused:
+            try:
+                yield from self._keyset(path, params, stream)
+                return
+            except _KeysetRefused:
+                self.keyset_refused.add(stream)  # this GitLab has none here: offsets, for this run
+        yield from self._offset(path, params, stream)
+
+    def _keyset(self, path: str, params: dict[str, str], stream: str) -> Iterator[dict]:
+        url: str | None = path
+        query: dict[str, Any] | None = {**params, "pagination": "keyset", "order_by": "id", "sort": "asc",
+                                        "per_page": self.per_page}
+        first = True
+        while url:
+            try:
+                resp = self._http.get(url, query, stream=stream)
+            except ApiError as exc:
+                if first and exc.status == 405:
+                    raise _KeysetRefused() from None
+                raise
+            first = False
+            items = self._items(resp, path)
+            self._http.add_records(stream, len(items))
+            yield from items
+            url, query = resp.links.get("next", {}).get("url"), None
+
+    def _offset(self, path: str, params: dict[str, str], stream: str) -> Iterator[dict]:
+        """Pages ordered by ``updated_at``; before the offset passes ``max_offset``, start again
+        from the last ``updated_at`` read."""
+        query = {**params, "order_by": "updated_at", "sort": "asc", "per_page": self.per_page}
+        page = 1
+        while True:
+            resp = self._http.get(path, {**query, "page": page}, stream=stream)
+            items = self._items(resp, path)
+            self._http.add_records(stream, len(items))
+            yield from items
+            next_page = (resp.headers.get("x-next-page") or "").strip()
+            if not next_page or not items:
+                return
+            if int(next_page) * self.per_page > self.max_offset:  # the page after would start past the cap
+                restart = items[-1].get("updated_at")
+                if not restart or restart == query.get("updated_after"):
+                    raise ApiError(f"GitLab {path}: more than {self.max_offset} records share updated_at {restart}; "
+                                   "they cannot be paged without keyset pagination", endpoint=path)
+                query["updated_after"], page = restart, 1
+            else:
+                page = int(next_page)
+
+    def _items(self, resp, path: str) -> list[dict]:
+        data = self._http.json(resp)
+        if not isinstance(data, list):
+            raise ApiError(f"GitLab {path} answered {type(data).__name__}, not a list", endpoint=path,
+                           status=resp.status_code)
+        return data
+
+
+class _KeysetRefused(Exception):
+    """GitLab answered 405: this endpoint has no keyset pagination."""
