@@ -371,6 +371,8 @@ def render(run: dict) -> str:
         f"- the emulator and the pipeline share the machine's {os.cpu_count()} cores: every number includes the "
         "emulator's own CPU time (rendering JSON for each page).",
         "- each step runs in its own process; peak RSS is that process's own VmHWM.",
+        "- GitLab's request cost (backfill against the minimum, a night with no new data): docs/benchmarks-gitlab.md "
+        "(`benchmarks/gitlab.py`).",
     ]
     repeats = sorted({len(r[key]["runs"]) for r in results for key in ("marts_first", "marts")
                       if isinstance(r.get(key), dict) and r[key].get("runs")})
