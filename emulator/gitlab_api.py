@@ -9,9 +9,10 @@ What it holds to, as gitlab.com does (../shared/reference/api-notes.md, section 
   left out above 10,000 records; an offset past 50,000 is refused (405, "use keyset pagination");
 - keyset pagination (``pagination=keyset&order_by=id``) on deployments and environments, with a
   ``Link rel="next"`` and no totals; elsewhere 405 "Keyset pagination is not yet available";
-- deployments: ``updated_after`` / ``updated_before``, ``order_by`` (id, iid, created_at,
-  updated_at, finished_at), ``sort``, ``status``, ``environment``; ``finished_after`` /
-  ``finished_before`` only with ``order_by=finished_at`` and ``status=success`` (else 400);
+- deployments: ``updated_after`` / ``updated_before`` only with ``order_by=updated_at`` (else 400
+  "`updated_at` filter requires `updated_at` sort", as GitLab answers: so never with keyset),
+  ``order_by`` (id, iid, created_at, updated_at, finished_at), ``sort``, ``status``, ``environment``;
+  ``finished_after`` / ``finished_before`` only with ``order_by=finished_at`` and ``status=success``;
 - merge requests: ``state``, ``updated_after`` / ``updated_before``, ``created_after``,
   ``order_by`` (created_at, updated_at, merged_at), ``sort`` (default desc);
 - environments with a ``tier``, except where the generator leaves it out (a GitLab before 13.10).
@@ -268,6 +269,8 @@ class GitLabApi:
             raise ApiError(400, {"message": "`finished_at` filter requires `finished_at` sort and `success` status "
                                             "filter."})
         updated_after, updated_before = self._time_param(req, "updated_after"), self._time_param(req, "updated_before")
+        if (updated_after or updated_before) and order_by != "updated_at":
+            raise ApiError(400, {"message": "400 Bad request - `updated_at` filter requires `updated_at` sort"})
         env = req.q("environment")
         rows = []
         for d in self.deployments.get(repo.full_name.lower(), []):

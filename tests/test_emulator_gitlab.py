@@ -76,22 +76,30 @@ def test_python_gitlab_pages_through_deployments_and_merge_requests(srv, org):
     assert [d.id for d in keyset] == sorted(d.id for d in truth)
 
 
-def test_our_client_reads_a_window_by_keyset_and_offset_alike(srv, org):
+def test_our_client_reads_what_changed_by_offset_and_environments_by_keyset(srv, org):
+    """GitLab filters on updated_at only with order_by=updated_at (else 400), so a window of
+    deployments is read by offset pages; the environments by keyset, and by offset where GitLab
+    answers 405 for keyset."""
     name = _busiest(org)
     since = org.now - timedelta(days=60)
     expected = {d.id for d in org.deployments if d.repo == name and d.created_at <= org.now
                 and srv.gitlab.deployment_view(d, org.now)["updated_at"] >= since}
-    keyset = _client(srv, per_page=7)
-    by_keyset = [d["id"] for d in keyset.deployments(name, updated_after=since)]
-    assert sorted(by_keyset) == sorted(expected) and len(set(by_keyset)) == len(by_keyset)
-    assert keyset.stats["deployments"].requests == -(-len(expected) // 7) or len(expected) % 7 == 0
-    srv.gitlab.keyset = False  # a GitLab without keyset here: 405, then offsets
+    client = _client(srv, per_page=7)
+    got = [d["id"] for d in client.deployments(name, updated_after=since)]
+    assert sorted(got) == sorted(expected) and len(set(got)) == len(got) and len(expected) > 7
+    assert client.stats["deployments"].requests == -(-len(expected) // 7)  # a page of 7 a request
+    keyset = [e["name"] for e in _client(srv, per_page=1).environments(name)]
+    srv.gitlab.keyset = False  # a GitLab without keyset there: 405, then offsets
     try:
-        offset = _client(srv, per_page=7)
-        by_offset = [d["id"] for d in offset.deployments(name, updated_after=since)]
+        fallback = _client(srv, per_page=1)
+        by_offset = [e["name"] for e in fallback.environments(name)]
     finally:
         srv.gitlab.keyset = True
-    assert sorted(by_offset) == sorted(expected) and offset.keyset_refused == {"deployments"}
+    assert sorted(keyset) == sorted(by_offset) == ["production", "staging"]
+    assert fallback.keyset_refused == {"environments"}
+    r = requests.get(f"{srv.gitlab_url}/projects/{requests.utils.quote(name, safe='')}/deployments", headers=HEADERS,
+                     params={"updated_after": "2026-01-01T00:00:00Z", "pagination": "keyset", "order_by": "id"})
+    assert r.status_code == 400 and "`updated_at` filter requires `updated_at` sort" in r.json()["message"]
 
 
 def test_offset_reads_never_pass_the_cap(srv, org):

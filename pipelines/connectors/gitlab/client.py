@@ -7,23 +7,26 @@ go through :class:`pipelines.http.HttpClient` (retries, 429 and ``Retry-After``,
 Never deep offsets: GitLab refuses offsets past 50,000 where it has keyset pagination, and
 leaves out the totals above 10,000 records. So:
 
-- deployments and environments are read with keyset pagination (``pagination=keyset&order_by=id``,
-  following ``Link rel="next"``); a GitLab that answers 405 for it (keyset is not on every
-  endpoint of every version) is read by offset instead, as merge requests always are;
-- an offset read is ordered by ``updated_at`` and, before its offset would pass 50,000, starts
-  again from the ``updated_at`` of the last record it has (``updated_after`` of that time: the
-  records of that same second come again, and the raw upsert keeps one of each).
+- deployments and merge requests are read by what changed: ``updated_after`` (and, in a backfill,
+  ``updated_before``), which GitLab allows only with ``order_by=updated_at``, so by offset pages;
+  before an offset would pass 50,000 the read starts again from the ``updated_at`` of the last
+  record it has, less a second (the records of those seconds come again; the raw upsert keeps one
+  of each; none is skipped whether GitLab's ``updated_after`` includes its bound or not);
+- environments (no filter) are read with keyset pagination (``pagination=keyset&order_by=id``,
+  following ``Link rel="next"``); a GitLab that answers 405 for it (keyset is not on every endpoint
+  of every version) is read by offset instead.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 from pipelines.http import ApiError, HttpClient, SourceClient
+from pipelines.records import parse_time
 
 DEFAULT_GITLAB_API_URL = "https://gitlab.com/api/v4"
 PER_PAGE = 100  # GitLab's maximum
@@ -81,7 +84,7 @@ class GitLabClient(SourceClient):
         moves ``updated_at`` with each status change, so a night reads what changed)."""
         path = f"/projects/{self.project_ref(project)}/deployments"
         params = {k: _iso(v) for k, v in (("updated_after", updated_after), ("updated_before", updated_before)) if v}
-        yield from self._list(path, params, stream="deployments", keyset=True)
+        yield from self._list(path, params, stream="deployments", keyset=False)
 
     def environments(self, project: str | int) -> list[dict]:
         """The project's environments, with their ``tier`` (GitLab 13.10 and later)."""
@@ -140,11 +143,12 @@ class GitLabClient(SourceClient):
             next_page = (resp.headers.get("x-next-page") or "").strip()
             if not next_page or not items:
                 return
-            if int(next_page) * self.per_page > self.max_offset:  # the page after would start past the cap
-                restart = items[-1].get("updated_at")
-                if not restart or restart == query.get("updated_after"):
-                    raise ApiError(f"GitLab {path}: more than {self.max_offset} records share updated_at {restart}; "
-                                   "they cannot be paged without keyset pagination", endpoint=path)
+            if int(next_page) * self.per_page > self.max_offset:  # the page after would end past the cap
+                last = parse_time(items[-1].get("updated_at"))
+                restart = _iso(last - timedelta(seconds=1)) if last else None
+                if restart is None or restart <= query.get("updated_after", ""):
+                    raise ApiError(f"GitLab {path}: more than {self.max_offset} records were updated within a second "
+                                   f"of {items[-1].get('updated_at')}; they cannot be paged by offset", endpoint=path)
                 query["updated_after"], page = restart, 1
             else:
                 page = int(next_page)

@@ -95,7 +95,7 @@ STREAMS = (
     Stream(SOURCE, "deployments", (
         RawTable(DEPLOYMENTS, rules.DEPLOYMENT, "deployments", cursor="updated_at", extra=("repo",),
                  description="GitLab deployments of the projects named in the ownership file, updated since the "
-                             "bookmark (keyset pages of 100; the backfill job: those updated in its range)."),
+                             "bookmark (100 a page; the backfill job: those updated in its range)."),
     ), read_deployments, read_deployments_of_project, scope=PER_REPO, reads_repos=True),
     Stream(SOURCE, "environments", (
         RawTable(ENVIRONMENTS, rules.ENVIRONMENT, "environments", extra=("repo",),
