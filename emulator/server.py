@@ -545,11 +545,7 @@ class EmulatorServer:
             return fault_resp or Response(0), action, fault
         rl_headers: list[tuple[str, str]] = []
         if self.rate_limit_per_minute:
-            with self._lock:
-                bucket = self._buckets.get(req.token or "")
-                if bucket is None:
-                    bucket = self._buckets[req.token or ""] = _TokenBucket(self.rate_limit_per_minute)
-                allowed, remaining, reset = bucket.take()
+            allowed, remaining, reset = self._take(req.token or "", self.rate_limit_per_minute)
             rl_headers = [("ratelimit-limit", str(self.rate_limit_per_minute)), ("ratelimit-remaining", str(remaining)),
                           ("ratelimit-reset", str(reset))]
             if not allowed:
@@ -629,6 +625,14 @@ class EmulatorServer:
                          ("X-GitHub-Api-Version-Selected", version or "2022-11-28")] + request_id
         return resp, action, fault
 
+    def _take(self, key: str, per_minute: int) -> tuple[bool, int, int]:
+        """One request from the per-minute bucket of ``key``: (allowed, remaining, reset seconds)."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _TokenBucket(per_minute)
+            return bucket.take()
+
     def _gitlab_headers(self, limit: int, remaining: int, reset_in: float) -> list[tuple[str, str]]:
         reset = time.time() + reset_in
         return [("RateLimit-Name", "throttle_authenticated_api"), ("RateLimit-Limit", str(limit)),
@@ -655,12 +659,7 @@ class EmulatorServer:
             return fault_resp or Response(0), action, fault
         rl_headers: list[tuple[str, str]] = []
         if self.gitlab_rate_limit_per_minute:
-            with self._lock:
-                key = "gitlab:" + (req.token or "")
-                bucket = self._buckets.get(key)
-                if bucket is None:
-                    bucket = self._buckets[key] = _TokenBucket(self.gitlab_rate_limit_per_minute)
-                allowed, remaining, reset = bucket.take()
+            allowed, remaining, reset = self._take("gitlab:" + (req.token or ""), self.gitlab_rate_limit_per_minute)
             if not allowed:
                 return self._gitlab_limited(reset), None, None
             rl_headers = self._gitlab_headers(self.gitlab_rate_limit_per_minute, remaining, reset)

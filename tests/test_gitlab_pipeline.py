@@ -111,6 +111,29 @@ def test_gitlab_hosted_teams_have_the_ground_truths_delivery_metrics_as_github_h
     assert worst["gitlab"] <= max(worst["github"], TOLERANCE), worst
 
 
+def test_the_report_shows_the_source_mix(mixed):
+    from pipelines.report import data as report_data
+    from pipelines.report.render import render_html
+
+    srv, org, tmp, _, _ = mixed
+    con = duckdb.connect(str(tmp / "data" / "warehouse.duckdb"), read_only=True)
+    try:
+        loaded = report_data.load(con, datetime.now(UTC))
+        counts = dict(((s, w), n) for s, w, n in con.execute("""
+            select source, 'production deployments', count(*) from marts.fct_deployments
+            where is_production and is_successful group by 1""").fetchall())
+    finally:
+        con.close()
+    mix = {(r.source, r.what): (r.label, r.records) for r in loaded.sources.itertuples()}
+    assert mix[("gitlab", "production deployments")] == ("GitLab", counts[("gitlab", "production deployments")])
+    assert mix[("github", "production deployments")] == ("GitHub", counts[("github", "production deployments")])
+    assert {what for _, what in mix} == {"incidents", "production deployments", "merged changes"}
+    page = render_html(loaded)
+    n = counts[("gitlab", "production deployments")]
+    assert f'data-summary="source_gitlab_production_deployments" data-value="{n}">{n:,}</span>' in page
+    assert "<h3>Sources</h3>" in page and "GitLab" in page
+
+
 def test_gitlab_records_land_in_raw_with_their_projects(mixed):
     srv, org, tmp, _, first = mixed
     db = tmp / "data" / "warehouse.duckdb"

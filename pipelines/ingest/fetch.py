@@ -1,10 +1,26 @@
 """Reading an API: in threads while the caller writes in its own (:func:`fetch_in_order`), in
-batches of bounded size (:func:`batches`)."""
+batches of bounded size (:func:`batches`); a repo that cannot be read, quarantined while the
+others load (:func:`is_one_repo_problem`, :func:`unreadable_repo`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from pipelines.http import ApiError, AuthError
+from pipelines.ingest.contract import Part
+
+
+def is_one_repo_problem(exc: ApiError) -> bool:
+    """A repo the token cannot see (404) or page through (4xx): quarantined, and the other repos
+    load. A rejected token (401, 403: AuthError) or an unreachable or failing API (no status, 5xx)
+    is everyone's problem and fails the run."""
+    return not isinstance(exc, AuthError) and exc.status is not None and exc.status < 500
+
+
+def unreadable_repo(repo: str, exc: ApiError) -> Part:
+    """The part of a repo that could not be read: its quarantine record, with the API's reason."""
+    return Part(rejects=[({"repo": repo}, "repo_unreadable", str(exc))])
 
 _END = object()
 

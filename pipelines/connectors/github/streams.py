@@ -19,24 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from pipelines.connectors.github import records as rules
-from pipelines.http import ApiError, AuthError
+from pipelines.http import ApiError
 from pipelines.ingest.contract import PER_REPO, Part, RawTable, Read, Stream
-from pipelines.ingest.fetch import fetch_in_order
+from pipelines.ingest.fetch import fetch_in_order, is_one_repo_problem, unreadable_repo
 from pipelines.records import parse_time, split_valid
 
 SOURCE = "github"
 DEPLOYMENTS, STATUSES, PULL_REQUESTS = "github_deployments", "github_deployment_statuses", "github_pull_requests"
-
-
-def is_one_repo_problem(exc: ApiError) -> bool:
-    """A repo the token cannot see (404) or page through (422): quarantined, and the other repos
-    load. A rejected token (401, 403: AuthError) or an unreachable or failing API (no status, 5xx)
-    is everyone's problem and fails the run."""
-    return not isinstance(exc, AuthError) and exc.status is not None and exc.status < 500
-
-
-def _unreadable(repo: str, exc: ApiError) -> Part:
-    return Part(rejects=[({"repo": repo}, "repo_unreadable", str(exc))])
 
 
 def in_range(items: Iterable[Any], field: str, since: datetime, until: datetime) -> Iterator[Any]:
@@ -91,7 +80,7 @@ def read_deployments(r: Read) -> Iterator[Part]:
     for unit, fetched in fetch_in_order(units, fetch, getattr(client, "concurrency", 1)):
         for repo in unit:
             if isinstance(fetched[repo], ApiError):  # the repo could not be read: quarantined, the others load
-                yield _unreadable(repo, fetched[repo])
+                yield unreadable_repo(repo, fetched[repo])
                 continue
             good, bad, statuses = fetched[repo]
             good_s, bad_s = r.split(STATUSES, statuses)
@@ -108,7 +97,7 @@ def read_deployments_of_repo(r: Read, repo: str) -> Iterator[Part]:
     except ApiError as exc:
         if not is_one_repo_problem(exc):
             raise
-        yield _unreadable(repo, exc)
+        yield unreadable_repo(repo, exc)
         return
     good, bad = r.split(DEPLOYMENTS, found)
     statuses = [s for d in good for s in reader.deployment_statuses(repo, int(d["id"]))]
@@ -271,7 +260,7 @@ def read_pull_requests(r: Read) -> Iterator[Part]:
 
     for repo, new in fetch_in_order(list(r.repos), fetch, getattr(r.client, "concurrency", 1)):
         if isinstance(new, ApiError):
-            yield _unreadable(repo, new)
+            yield unreadable_repo(repo, new)
         else:
             yield Part({PULL_REQUESTS: new}, bookmark=f"pull_requests:{repo}", extra={"repo": repo})
 
@@ -283,7 +272,7 @@ def read_pull_requests_of_repo(r: Read, repo: str) -> Iterator[Part]:
     except ApiError as exc:
         if not is_one_repo_problem(exc):
             raise
-        yield _unreadable(repo, exc)
+        yield unreadable_repo(repo, exc)
         return
     yield Part({PULL_REQUESTS: found}, extra={"repo": repo})
 

@@ -20,18 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pipelines.connectors.gitlab import records as rules
-from pipelines.http import ApiError, AuthError
+from pipelines.http import ApiError
 from pipelines.ingest.contract import FULL, PER_REPO, Part, RawTable, Read, Stream
-from pipelines.ingest.fetch import fetch_in_order
+from pipelines.ingest.fetch import fetch_in_order, is_one_repo_problem, unreadable_repo
 
 SOURCE = rules.SOURCE
 DEPLOYMENTS, ENVIRONMENTS, MERGE_REQUESTS = "gitlab_deployments", "gitlab_environments", "gitlab_merge_requests"
-
-
-def is_one_project_problem(exc: ApiError) -> bool:
-    """A project the token cannot see (404) or page (4xx): quarantined, the other projects load. A
-    rejected token (401, 403: AuthError) or a failing API (no status, 5xx) fails the run."""
-    return not isinstance(exc, AuthError) and exc.status is not None and exc.status < 500
 
 
 def _per_project(r: Read, read_one, stream: str, table: str, bookmarked: bool) -> Iterator[Part]:
@@ -43,13 +37,13 @@ def _per_project(r: Read, read_one, stream: str, table: str, bookmarked: bool) -
         try:
             return read_one(project, windows[project][0] if bookmarked else None)
         except ApiError as exc:
-            if not is_one_project_problem(exc):
+            if not is_one_repo_problem(exc):
                 raise
             return exc
 
     for project, got in fetch_in_order(list(r.repos), fetch, getattr(r.client, "concurrency", 1)):
         if isinstance(got, ApiError):
-            yield Part(rejects=[({"repo": project}, "repo_unreadable", str(got))])
+            yield unreadable_repo(project, got)
         else:
             yield Part({table: got}, bookmark=f"{stream}:{project}" if bookmarked else None, extra={"repo": project})
 
@@ -84,9 +78,9 @@ def _one(r: Read, project: str, read, table: str) -> Iterator[Part]:
     try:
         found = read()
     except ApiError as exc:
-        if not is_one_project_problem(exc):
+        if not is_one_repo_problem(exc):
             raise
-        yield Part(rejects=[({"repo": project}, "repo_unreadable", str(exc))])
+        yield unreadable_repo(project, exc)
         return
     yield Part({table: found}, extra={"repo": project})
 
