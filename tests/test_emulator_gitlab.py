@@ -176,3 +176,15 @@ def test_a_rejected_token_names_the_variable_and_is_never_shown(srv, org):
     with pytest.raises(ApiError) as missing:
         list(_client(srv).deployments("acme/platform/no-such-project"))
     assert missing.value.status == 404
+
+
+def test_a_self_managed_gitlab_over_tls_with_its_own_ca(org):
+    """A self-managed GitLab behind a private CA: the client trusts the CA bundle it is given."""
+    with EmulatorServer(org, gitlab_token=GL_TOKEN, tls=True) as tls:
+        tls.start()
+        name = _busiest(org)
+        with pytest.raises(ApiError):  # the throwaway CA is not trusted by default
+            GitLabClient(tls.gitlab_url, GL_TOKEN, max_retries=0, sleep=lambda s: None).project(name)
+        client = GitLabClient(tls.gitlab_url, GL_TOKEN, ca_bundle=tls.ca_file)
+        assert tls.gitlab_url.startswith("https://") and client.project(name)["path_with_namespace"] == name
+        assert len(list(client.merge_requests(name))) > 0
