@@ -247,6 +247,8 @@ class _Reader:
                 raise self.fail(node.line, f"repo {node.value!r} of service {service!r} must name its host "
                                            f"({', '.join(git)})")
             source, path_node = plain[0], node
+        if isinstance(path_node.value, int) and not isinstance(path_node.value, bool):
+            path_node = _Node(str(path_node.value), path_node.line)  # a project's numeric id (GitLab)
         path = self.string(path_node, "repo")
         names = git[source].ownership
         if not re.match(names.repo_pattern, path):

@@ -190,8 +190,11 @@ def test_a_night_without_new_data_costs_one_request_per_project_per_stream_then_
     srv, org, tmp, ownership, _ = mixed
     db = tmp / "data" / "warehouse.duckdb"
     projects = _projects(org)
+    tables = ("raw.gitlab_deployments", "raw.gitlab_environments", "raw.gitlab_merge_requests", "marts.fct_deployments")
+    before_night = {t: _rows(db, t) for t in tables}
     srv.reset_stats()
     materialize_all(srv, tmp / "data", ownership)
+    assert {t: _rows(db, t) for t in tables} == before_night  # nothing new: not a row rewritten
     routes = srv.stats()["by_route"]
     for stream in ("deployments", "environments", "merge_requests"):
         assert routes[f"gitlab GET /projects/{{project}}/{stream}"]["requests"] == len(projects), stream

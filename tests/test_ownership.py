@@ -202,6 +202,8 @@ def test_the_same_id_in_two_sources_is_two_services_and_repos_name_their_host():
         ["pagerduty", "PSVC009", "PSVC009"], ["opsgenie", "checkout", "PSVC009"]]
     assert o.repos_of("github") == ["acme/checkout-api", "acme/checkout-worker"]
     assert o.repos_of("gitlab") == ["acme/platform/checkout-api"]
+    by_id = parse_ownership(IDS.replace("{github: acme/checkout-worker}", "{gitlab: 4242}"), "ownership.yaml", MORE)
+    assert by_id.services[0].repos == (("github", "acme/checkout-api"), ("gitlab", "4242"))  # a project's numeric id
     with pytest.raises(OwnershipError, match=r"ownership.yaml:15: service 'PSVC001' is listed twice \(first on line 9\)"):
         parse_ownership(text + "  - ids: {opsgenie: PSVC001}\n    owner: payments\n", "ownership.yaml", MORE)
 
@@ -220,7 +222,7 @@ def test_the_same_id_in_two_sources_is_two_services_and_repos_name_their_host():
         ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{github: a/b, gitlab: g/p}]\n",
          "ownership.yaml:6: a repo of service 'P1' names one host and one path"),
         ("  - ids: {pagerduty: P1}\n    owner: a\n    repos: [{gitlab: project-without-group}]\n",
-         "ownership.yaml:6: repo 'project-without-group' must look like group/sub/project"),
+         "ownership.yaml:6: repo 'project-without-group' must look like group/sub/project (or the project's numeric id)"),
     ],
 )
 def test_ids_and_repo_hosts_are_checked(service, message):

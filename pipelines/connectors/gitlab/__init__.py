@@ -19,7 +19,9 @@ CONNECTOR = Connector(
     resource=resource.from_env,
     settings=resource.SETTINGS + (resource.ENV_PRODUCTION_PATTERN,),
     quality=quality.TABLES,
+    # a project by its path (group/sub/project) or its numeric id
     ownership=OwnershipNames(backstage_annotation="gitlab.com/project-slug",
-                             repo_pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", repo_example="group/sub/project"),
+                             repo_pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$",
+                             repo_example="group/sub/project (or the project's numeric id)"),
     sql_variables=(("gitlab_production_pattern", resource.ENV_PRODUCTION_PATTERN),),
 )
