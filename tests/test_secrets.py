@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -32,7 +33,7 @@ def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("secrets")
     org = clean_organisation()
     org.incidents[2].title = f"paged {USERS[0].email} ({USERS[0].name}) twice"  # personal data in a raw payload
-    _move_first_repo_to_gitlab(org)
+    _add_gitlab_repo(org)
     ownership = tmp / "ownership.yaml"
     ownership.write_text(org.ownership_yaml(), encoding="utf-8")
     home = tmp / "dagster_home"
@@ -54,16 +55,15 @@ def demo(tmp_path_factory):
     return {"proc": proc, "data": tmp / "data", "home": home, "tmp": tmp}
 
 
-def _move_first_repo_to_gitlab(org) -> None:
-    """The organisation's first repo is hosted on GitLab instead (in a nested group)."""
-    repo = org.repos[0]
-    old, repo.host = repo.full_name, "gitlab"
-    repo.full_name = "acme/platform/" + old.split("/", 1)[1]
-    for s in org.services:
-        s.repos = [repo.full_name if r == old else r for r in s.repos]
-    for record in [*org.deployments, *org.pulls]:
-        if record.repo == old:
-            record.repo = repo.full_name
+def _add_gitlab_repo(org) -> None:
+    """svc-b gets a repo on GitLab (in a nested group), with one successful production deployment."""
+    from emulator.model import Deployment, DeploymentStatus, Repo
+
+    org.repos.append(Repo(2, "acme/platform/svc-b", host="gitlab"))
+    org.services[1].repos = ["acme/platform/svc-b"]
+    when = datetime(2025, 5, 21, 10, 0, tzinfo=timezone.utc)
+    org.deployments.append(Deployment(102, "acme/platform/svc-b", "b" * 40, "main", "production", when,
+                                      statuses=[DeploymentStatus(1002, "success", when + timedelta(minutes=4))]))
 
 
 def _instance_events(home: Path) -> list[str]:
