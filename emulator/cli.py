@@ -25,6 +25,31 @@ ENV_GITHUB_TOKEN = "EMULATOR_GITHUB_TOKEN"
 ENV_GITLAB_TOKEN = "EMULATOR_GITLAB_TOKEN"
 
 
+# make demo puts this share of the synthetic organisation's repos on GitLab, the rest on GitHub
+DEMO_GITLAB_SHARE = 0.3
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's own choices about the organisation (``incident-metrics demo``)."""
+    parser.add_argument("--gitlab-share", type=float, default=DEMO_GITLAB_SHARE, metavar="SHARE",
+                        help=f"share of its repos hosted on GitLab, the rest on GitHub (default {DEMO_GITLAB_SHARE})")
+
+
+def demo_config(args: argparse.Namespace, end: date) -> GeneratorConfig:
+    """The demo's organisation: two years, ten teams; half a production deploy per repo a week keeps
+    the first load's GitHub requests well within an hour of quota."""
+    share = getattr(args, "gitlab_share", DEMO_GITLAB_SHARE)
+    if not 0.0 <= share <= 1.0:
+        raise SystemExit("incident-metrics demo: --gitlab-share must be between 0 and 1")
+    return GeneratorConfig(deploys_per_repo_week=0.5, end=end, gitlab_share=share)
+
+
+def demo_identity(args: argparse.Namespace) -> str:
+    """What makes another demo organisation: the seed and the GitLab share (a change starts afresh)."""
+    share = getattr(args, "gitlab_share", DEMO_GITLAB_SHARE)
+    return f"{args.seed}" + (f" gitlab-share {share}" if share else "")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")

@@ -19,7 +19,8 @@ What it holds to, as gitlab.com does (../shared/reference/api-notes.md, section 
 
 The deployment statuses the generator writes (GitHub's vocabulary) map to GitLab's one status:
 queued / pending -> created, in_progress -> running, success -> success, failure / error ->
-failed; ``finished_at`` is the time of the success or failure.
+failed; the job's ``deployable.finished_at`` is the time of the success or failure (a deployment
+without a creator was made through the API: no ``deployable``, as GitLab sends it).
 """
 
 from __future__ import annotations
@@ -149,12 +150,14 @@ class GitLabApi:
         return {
             "id": d.id, "iid": self.iid[d.id], "ref": d.ref, "sha": d.sha, "status": v["status"],
             "created_at": fmt_time(d.created_at), "updated_at": fmt_time(v["updated_at"]),
-            "finished_at": fmt_time(v["finished_at"]),
             "user": self.user_obj(d.creator_login) if d.creator_login else None,
             "environment": {k: v2 for k, v2 in self.environment_obj(repo, d.environment, first).items()
                             if k in ("id", "name", "slug", "external_url", "created_at", "updated_at")},
+            # the CI job that deployed it, with its finish time; a deployment made through the API
+            # (here: one without a creator) has none
             "deployable": {"id": d.id * 10 + 1, "status": v["status"], "stage": "deploy", "name": d.task,
-                           "ref": d.ref, "created_at": fmt_time(d.created_at)},
+                           "ref": d.ref, "created_at": fmt_time(d.created_at),
+                           "finished_at": fmt_time(v["finished_at"])} if d.creator_login else None,
         }
 
     def merge_request_view(self, p: PullRequest, now: datetime) -> dict[str, Any]:

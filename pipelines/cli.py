@@ -21,9 +21,6 @@ from pathlib import Path
 
 from pipelines import config
 
-# make demo puts this share of the synthetic organisation's repos on GitLab, the rest on GitHub
-DEMO_GITLAB_SHARE = 0.3
-
 
 def _instance():
     import dagster as dg
@@ -177,7 +174,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from emulator.generator import GeneratorConfig, generate_organisation
+    from emulator import cli as emulator_cli
+    from emulator.generator import generate_organisation
     from emulator.server import EmulatorServer
 
     data_dir = Path(config.env(config.ENV_DATA_DIR, config.DEFAULT_DATA_DIR)).resolve()
@@ -189,7 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # mixing in a different one under the same ids.
     end_file = demo_dir / "organisation-end-date.txt"
     seed_of = demo_dir / "organisation-seed.txt"
-    identity = f"{args.seed}" + (f" gitlab-share {args.gitlab_share}" if args.gitlab_share else "")
+    identity = emulator_cli.demo_identity(args)  # the seed, and any other choice that makes another organisation
     if end_file.exists() and seed_of.exists() and seed_of.read_text().strip() == identity:
         end = date.fromisoformat(end_file.read_text().strip())
     else:
@@ -203,9 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         end_file.write_text(end.isoformat() + "\n")
         seed_of.write_text(f"{identity}\n")
     print(f"generating the synthetic organisation (seed {args.seed}, history to {end}) ...", flush=True)
-    # Two years, ten teams; half a production deploy per repo a week keeps the first load's
-    # per-deployment status requests (one per deployment: no bulk endpoint) within one hour of quota.
-    org = generate_organisation(args.seed, GeneratorConfig(deploys_per_repo_week=0.5, end=end, gitlab_share=args.gitlab_share))
+    org = generate_organisation(args.seed, emulator_cli.demo_config(args, end))
     ownership_path = demo_dir / "ownership.yaml"
     ownership_path.write_text(org.ownership_yaml(), encoding="utf-8")
     (demo_dir / "ground_truth.json").write_text(json.dumps(org.ground_truth, indent=2, default=str), encoding="utf-8")
@@ -299,8 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole nightly job against the bundled emulator")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic organisation (default 7)")
-    demo.add_argument("--gitlab-share", type=float, default=DEMO_GITLAB_SHARE, metavar="SHARE",
-                      help=f"share of its repos hosted on GitLab, the rest on GitHub (default {DEMO_GITLAB_SHARE})")
+    try:
+        from emulator import cli as emulator_cli
+
+        emulator_cli.add_demo_arguments(demo)  # how the synthetic organisation is spread over the hosts
+    except ImportError:  # pragma: no cover - an install without the emulator
+        pass
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run the nightly job in-process (configuration from the environment)")

@@ -72,6 +72,11 @@ class ServiceSpec:
         """How messages name the service: its first id."""
         return self.ids[0][1]
 
+    @property
+    def key(self) -> str:
+        """The service, whichever of its ids an incident names: ``<source>:<id>`` of its first id."""
+        return f"{self.ids[0][0]}:{self.ids[0][1]}"
+
 
 @dataclass
 class Ownership:
@@ -108,12 +113,13 @@ class Ownership:
             # an explicitly unowned service: one row without a team, so it counts as known
             periods = [(p.team_key, p.valid_from, p.valid_to) for p in s.owners] or [(None, None, None)]
             rows += [
-                {"source": source, "service_id": sid, "service_name": s.name, "team_key": team,
+                {"service_key": s.key, "source": source, "service_id": sid, "service_name": s.name, "team_key": team,
                  "valid_from": start, "valid_to": end}
                 for source, sid in s.ids
                 for team, start, end in periods
             ]
-        return pd.DataFrame(rows, columns=["source", "service_id", "service_name", "team_key", "valid_from", "valid_to"])
+        return pd.DataFrame(rows, columns=["service_key", "source", "service_id", "service_name", "team_key",
+                                           "valid_from", "valid_to"])
 
     def service_repos_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -248,7 +254,7 @@ class _Reader:
                                            f"({', '.join(git)})")
             source, path_node = plain[0], node
         if isinstance(path_node.value, int) and not isinstance(path_node.value, bool):
-            path_node = _Node(str(path_node.value), path_node.line)  # a project's numeric id (GitLab)
+            path_node = _Node(str(path_node.value), path_node.line)  # a numeric id, for hosts that allow it
         path = self.string(path_node, "repo")
         names = git[source].ownership
         if not re.match(names.repo_pattern, path):

@@ -76,10 +76,9 @@ def test_python_gitlab_pages_through_deployments_and_merge_requests(srv, org):
     assert [d.id for d in keyset] == sorted(d.id for d in truth)
 
 
-def test_our_client_reads_what_changed_by_offset_and_environments_by_keyset(srv, org):
-    """GitLab filters on updated_at only with order_by=updated_at (else 400), so a window of
-    deployments is read by offset pages; the environments by keyset, and by offset where GitLab
-    answers 405 for keyset."""
+def test_our_client_reads_what_changed_by_offset_pages(srv, org):
+    """GitLab filters on updated_at only with order_by=updated_at (else 400, also with keyset), so a
+    window of deployments is read by offset pages; environments too."""
     name = _busiest(org)
     since = org.now - timedelta(days=60)
     expected = {d.id for d in org.deployments if d.repo == name and d.created_at <= org.now
@@ -88,18 +87,26 @@ def test_our_client_reads_what_changed_by_offset_and_environments_by_keyset(srv,
     got = [d["id"] for d in client.deployments(name, updated_after=since)]
     assert sorted(got) == sorted(expected) and len(set(got)) == len(got) and len(expected) > 7
     assert client.stats["deployments"].requests == -(-len(expected) // 7)  # a page of 7 a request
-    keyset = [e["name"] for e in _client(srv, per_page=1).environments(name)]
-    srv.gitlab.keyset = False  # a GitLab without keyset there: 405, then offsets
-    try:
-        fallback = _client(srv, per_page=1)
-        by_offset = [e["name"] for e in fallback.environments(name)]
-    finally:
-        srv.gitlab.keyset = True
-    assert sorted(keyset) == sorted(by_offset) == ["production", "staging"]
-    assert fallback.keyset_refused == {"environments"}
+    assert sorted(e["name"] for e in _client(srv, per_page=1).environments(name)) == ["production", "staging"]
     r = requests.get(f"{srv.gitlab_url}/projects/{requests.utils.quote(name, safe='')}/deployments", headers=HEADERS,
                      params={"updated_after": "2026-01-01T00:00:00Z", "pagination": "keyset", "order_by": "id"})
     assert r.status_code == 400 and "`updated_at` filter requires `updated_at` sort" in r.json()["message"]
+
+
+def test_an_empty_page_that_says_more_is_asked_again_then_fails_the_read(org):
+    name = _busiest(org)
+    truth = sorted(d.id for d in org.deployments if d.repo == name and d.created_at <= org.now)
+    once = Faults(rules=[FaultRule("empty_page", service="gitlab", route="/deployments", start=2, count=1)])
+    with EmulatorServer(org, gitlab_token=GL_TOKEN, faults=once) as s:
+        s.start()
+        client = _client(s, per_page=10)
+        assert sorted(d["id"] for d in client.deployments(name)) == truth
+        assert client.stats["deployments"].requests == -(-len(truth) // 10) + 1  # the empty page once more
+    twice = Faults(rules=[FaultRule("empty_page", service="gitlab", route="/deployments", start=2, count=2)])
+    with EmulatorServer(org, gitlab_token=GL_TOKEN, faults=twice) as s:
+        s.start()
+        with pytest.raises(ApiError, match="came back empty twice"):
+            list(_client(s, per_page=10).deployments(name))
 
 
 def test_offset_reads_never_pass_the_cap(srv, org):
@@ -112,8 +119,12 @@ def test_offset_reads_never_pass_the_cap(srv, org):
     srv.reset_stats()
     got = [m["id"] for m in client.merge_requests(name)]
     assert sorted(set(got)) == expected  # the second of each restart may repeat: the raw upsert keeps one
-    pages = [int(parse_qs(urlsplit(q).query)["page"][0]) for q in srv.gitlab.seen_queries if "merge_requests" in q]
-    assert max(pages) <= 2 and len(expected) > 10
+    queries = [parse_qs(urlsplit(q).query) for q in srv.gitlab.seen_queries if "merge_requests" in q]
+    assert max(int(q["page"][0]) for q in queries) <= 2 and len(expected) > 10
+    # each restart starts a second before the last updated_at read, ordered by updated_at
+    restarts = [q["updated_after"][0] for q in queries if "updated_after" in q and q["page"] == ["1"]]
+    assert restarts and all(q["order_by"] == ["updated_at"] for q in queries)
+    assert restarts == sorted(restarts) and len(set(restarts)) == len(restarts)
 
 
 def test_the_emulator_refuses_deep_offsets_and_keyset_where_gitlab_has_none(srv, org):

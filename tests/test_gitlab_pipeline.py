@@ -105,10 +105,7 @@ def test_gitlab_hosted_teams_have_the_ground_truths_delivery_metrics_as_github_h
         assert m["deployments"] == t["deployments"], key  # deploy frequency: exact
         assert m["cfr"] == pytest.approx(t["cfr"], abs=TOLERANCE), (key, m, t)
         assert m["lead"] == pytest.approx(t["lead"], abs=1.0), key  # merge to production: the median
-    # the same tolerance holds on both hosts, and GitLab's error is no larger than GitHub's
-    worst = {host: max(abs(measured[k]["cfr"] - t["cfr"]) for k, t in truth.items() if k[0] == host)
-             for host in ("github", "gitlab")}
-    assert worst["gitlab"] <= max(worst["github"], TOLERANCE), worst
+    # (one tolerance for both hosts: GitLab's records give the metrics GitHub's give)
 
 
 def test_the_report_shows_the_source_mix(mixed):
@@ -249,8 +246,8 @@ class _Listed:
 
 def test_bad_gitlab_records_are_quarantined_with_their_reason(tmp_path):
     good = {"id": 1, "iid": 1, "status": "success", "created_at": "2026-01-01T10:00:00Z",
-            "updated_at": "2026-01-01T10:05:00Z", "finished_at": "2026-01-01T10:05:00Z",
-            "environment": {"id": 5, "name": "production"}}
+            "updated_at": "2026-01-01T10:05:00Z", "environment": {"id": 5, "name": "production"},
+            "deployable": {"id": 10, "finished_at": "2026-01-01T10:05:00Z"}}
     no_env = {**good, "id": 2, "environment": None}
     odd_status = {**good, "id": 3, "status": "exploded"}
     naive_time = {**good, "id": 4, "created_at": "2026-01-01T10:00:00"}

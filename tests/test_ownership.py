@@ -41,10 +41,10 @@ def test_parses_teams_services_and_dated_owners():
     assert (search.name, search.adopted_on, search.business_hours_start) == ("search", None, time(9))
     owners = o.service_owners_frame().to_dict("records")
     assert owners == [
-        {"source": "pagerduty", "service_id": "PSVC001", "service_name": "checkout-api", "team_key": "search",
-         "valid_from": None, "valid_to": date(2025, 3, 1)},
-        {"source": "pagerduty", "service_id": "PSVC001", "service_name": "checkout-api", "team_key": "payments",
-         "valid_from": date(2025, 3, 1), "valid_to": None},
+        {"service_key": "pagerduty:PSVC001", "source": "pagerduty", "service_id": "PSVC001",
+         "service_name": "checkout-api", "team_key": "search", "valid_from": None, "valid_to": date(2025, 3, 1)},
+        {"service_key": "pagerduty:PSVC001", "source": "pagerduty", "service_id": "PSVC001",
+         "service_name": "checkout-api", "team_key": "payments", "valid_from": date(2025, 3, 1), "valid_to": None},
     ]
     assert o.repos_of("github") == ["acme/checkout-api"]
     assert o.service_repos_frame().to_dict("records") == [
@@ -197,9 +197,10 @@ def test_the_same_id_in_two_sources_is_two_services_and_repos_name_their_host():
     o = parse_ownership(text, "ownership.yaml", MORE)
     assert [s.ids for s in o.services] == [(("pagerduty", "PSVC001"),), (("opsgenie", "PSVC001"),),
                                            (("pagerduty", "PSVC009"), ("opsgenie", "checkout"))]
-    assert o.service_owners_frame()[["source", "service_id", "service_name"]].values.tolist() == [
-        ["pagerduty", "PSVC001", "checkout-api"], ["opsgenie", "PSVC001", "checkout-alerts"],
-        ["pagerduty", "PSVC009", "PSVC009"], ["opsgenie", "checkout", "PSVC009"]]
+    assert o.service_owners_frame()[["service_key", "source", "service_id", "service_name"]].values.tolist() == [
+        ["pagerduty:PSVC001", "pagerduty", "PSVC001", "checkout-api"],
+        ["opsgenie:PSVC001", "opsgenie", "PSVC001", "checkout-alerts"],
+        ["pagerduty:PSVC009", "pagerduty", "PSVC009", "PSVC009"], ["pagerduty:PSVC009", "opsgenie", "checkout", "PSVC009"]]
     assert o.repos_of("github") == ["acme/checkout-api", "acme/checkout-worker"]
     assert o.repos_of("gitlab") == ["acme/platform/checkout-api"]
     by_id = parse_ownership(IDS.replace("{github: acme/checkout-worker}", "{gitlab: 4242}"), "ownership.yaml", MORE)
@@ -272,7 +273,8 @@ def test_a_warehouse_written_before_ids_gets_todays_ownership_columns(tmp_path):
     assert columns == {
         "ownership_teams": ["team_key", "team_name", "source_team_ids", "time_zone", "business_hours_start",
                             "business_hours_end", "business_isodows", "adopted_on"],
-        "ownership_service_owners": ["source", "service_id", "service_name", "team_key", "valid_from", "valid_to"],
+        "ownership_service_owners": ["service_key", "source", "service_id", "service_name", "team_key", "valid_from",
+                                     "valid_to"],
         "ownership_service_repos": ["source", "service_id", "repo_source", "repo"],
     }
     assert con.execute("select * from raw.ownership_service_repos order by repo").fetchall() == [

@@ -432,3 +432,36 @@ def test_concurrency_is_bounded_by_the_semaphore(rsps):
     assert len(rsps.calls) == 8
     assert state["max"] == 2
     assert client.stats["s"].requests == 8
+
+
+# GitLab: RateLimit-Remaining / RateLimit-Reset, where -Reset is an epoch (PagerDuty's is seconds)
+
+def test_ratelimit_quota_headers_429_without_retry_after_waits_until_the_epoch_reset(rsps):
+    rsps.get(f"{BASE}/x", status=429, body="Retry later\n",
+             headers={"RateLimit-Limit": "2000", "RateLimit-Remaining": "0", "RateLimit-Reset": str(int(NOW + 42))})
+    rsps.get(f"{BASE}/x", json=[], headers={"RateLimit-Limit": "2000", "RateLimit-Remaining": "1999",
+                                           "RateLimit-Reset": str(int(NOW + 60))})
+    sleeps: list[float] = []
+    client = make_client(sleeps, quota_headers="ratelimit")
+    client.get("/x", stream="s")
+    assert sleeps == [42.0] and client.stats["s"].throttled == 1
+
+
+def test_ratelimit_quota_headers_are_not_read_as_seconds_and_pace_when_low(rsps):
+    clock = FakeClock()
+    # remaining > 0 on a 429 without Retry-After: an epoch reset is not "wait 1.7 billion seconds"
+    rsps.get(f"{BASE}/y", status=429, body="Retry later\n",
+             headers={"RateLimit-Remaining": "5", "RateLimit-Reset": str(int(NOW + 60))})
+    rsps.get(f"{BASE}/y", json=[])
+    client = make_client(clock=clock, sleep=clock.sleep, quota_headers="ratelimit")
+    client.get("/y", stream="s")
+    assert clock.sleeps == [0.5]  # the first backoff step, as for a 429 that says nothing
+    # low remaining quota paces the next requests to the epoch reset: 4 left for 100 s
+    rsps.get(f"{BASE}/z", json=[], headers={"RateLimit-Limit": "2000", "RateLimit-Remaining": "4",
+                                           "RateLimit-Reset": str(int(NOW + 100))})
+    clock.sleeps.clear()
+    for _ in range(4):
+        client.get("/z", stream="s")
+    assert clock.sleeps == [25.0, 25.0, 25.0]
+    # and PagerDuty's client still reads its ratelimit-reset as seconds on a 429
+    assert make_client()._server_wait(type("R", (), {"headers": {"ratelimit-reset": "20"}, "status_code": 429})()) == 20.0

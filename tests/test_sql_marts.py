@@ -309,10 +309,12 @@ def test_a_service_listed_as_unowned_is_known_but_has_no_team(con):
             assert outcome.passed, (table, severity, outcome.failures)
 
 
-def _gitlab_deployment(id_, environment_id, environment, created, finished, status="success"):
+def _gitlab_deployment(id_, environment_id, environment, created, finished, status="success", job=True):
+    """As GitLab sends one: the finish time is its job's (``deployable``); one made through the API
+    has no job, and its ``updated_at`` is the last change of its status."""
     return {"id": id_, "iid": id_, "sha": f"{id_:040d}", "ref": "main", "status": status, "created_at": created,
-            "updated_at": finished or created, "finished_at": finished,
-            "environment": {"id": environment_id, "name": environment}}
+            "updated_at": finished or created, "environment": {"id": environment_id, "name": environment},
+            "deployable": {"id": 10 * id_, "status": status, "finished_at": finished} if job else None}
 
 
 def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
@@ -330,7 +332,8 @@ def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
     more = CONNECTORS + (Connector(name="opsgenie", label="Opsgenie", kind="paging", streams=(), resource=lambda: None),)
     load_ownership_tables(con, parse_ownership(
         OWNERSHIP.replace("services:\n", "  - key: gamma\n    name: Gamma\nservices:\n")
-        + "  - ids: {opsgenie: S1}\n    name: checkout-alerts\n    repos: [{gitlab: acme/checkout}]\n    owner: gamma\n",
+        + "  - ids: {opsgenie: S1}\n    name: checkout-alerts\n    repos: [{gitlab: acme/checkout}]\n    owner: gamma\n"
+        + "  - ids: {pagerduty: S9, opsgenie: S9}\n    name: paged-twice\n    owner: gamma\n",
         "ownership.yaml", more))
     with wh.transaction(con):
         upsert_raw(con, "github_deployments", [_deployment(1, "production", "2025-05-01T08:00:00Z")],
@@ -362,19 +365,22 @@ def test_services_incidents_and_deployments_are_told_apart_by_their_source(con):
         where service_id = 'S1' order by source""").fetchall() == [
         ("opsgenie", "S1", "checkout-alerts", "gamma", ["acme/checkout"], ["gitlab"]),
         ("pagerduty", "S1", "checkout", "beta", ["acme/checkout"], ["github"])]
+    # gamma: S1 of the second source, and S9 paged from both sources: two services, not three ids
     assert con.execute("select team_key, n_services_now from marts.dim_teams order by 1").fetchall() == [
-        ("alpha", 0), ("beta", 2), ("gamma", 1)]
+        ("alpha", 0), ("beta", 2), ("gamma", 2)]
+    assert con.execute("select source, service_key from marts.dim_services where service_id = 'S9' order by 1"
+                       ).fetchall() == [("opsgenie", "pagerduty:S9"), ("pagerduty", "pagerduty:S9")]
 
 
 def test_gitlab_production_is_the_tier_unless_a_name_pattern_is_set(con):
     """GitLab guesses a tier from the name when CI sets none ("nonprod" guessed production). G1
     production/tier production; G2 nonprod/tier production; G3 live/tier other; G4 production on
-    an environment without a tier (an old GitLab); G5 failed. By tier: G1, G2, G4. With the
+    an environment without a tier (an old GitLab), made through the API (no job); G5 failed. By tier: G1, G2, G4. With the
     pattern ^(production|live)$: G1, G3, G4. Each deploys S1 (alpha until 2025-05-15)."""
     load_ownership_tables(con, parse_ownership(OWNERSHIP.replace(
         "    repos: [acme/checkout]\n", "    repos: [acme/checkout, {gitlab: acme/platform/checkout}]\n")))
     when = "2025-05-02T09:0{}:00Z"
-    deployments = [_gitlab_deployment(i, env_id, name, when.format(i), when.format(i + 1))
+    deployments = [_gitlab_deployment(i, env_id, name, when.format(i), when.format(i + 1), job=i != 4)
                    for i, env_id, name in ((1, 10, "production"), (2, 11, "nonprod"), (3, 12, "live"), (4, 13, "production"))]
     deployments.append(_gitlab_deployment(5, 10, "production", when.format(5), when.format(6), status="failed"))
     with wh.transaction(con):
@@ -391,6 +397,10 @@ def test_gitlab_production_is_the_tier_unless_a_name_pattern_is_set(con):
     assert con.execute(query).fetchall() == [
         (1, True, "success", True, "alpha"), (2, True, "success", True, "alpha"), (3, False, "success", True, "alpha"),
         (4, True, "success", True, "alpha"), (5, True, "failure", False, "alpha")]
+    # the job's finish time; G4, made through the API without a job: the last change of its status
+    assert con.execute("select deployment_id, succeeded_at from marts.fct_deployments where deployment_id in (1, 4) "
+                       "and source = 'gitlab' order by 1").fetchall() == [
+        (1, datetime(2025, 5, 2, 9, 2, tzinfo=timezone.utc)), (4, datetime(2025, 5, 2, 9, 5, tzinfo=timezone.utc))]
     con.execute("set variable gitlab_production_pattern = '^(production|live)$'")
     wh.build_all(con, ("intermediate", "marts"))
     assert [r[:2] for r in con.execute(query).fetchall()] == [(1, True), (2, False), (3, True), (4, True), (5, True)]

@@ -173,7 +173,7 @@ class Connector:
     quality: tuple = ()  # pipelines.quality.TableQuality of each of its staging tables (the asset checks)
     ownership: OwnershipNames = OwnershipNames()
     # (DuckDB variable, environment variable): settings its SQL reads with getvariable(), set on
-    # the warehouse's sessions when the environment variable is (e.g. GitLab's production pattern)
+    # the warehouse's sessions when the environment variable is (a name pattern, a threshold)
     sql_variables: tuple[tuple[str, str], ...] = ()
 
     def stream(self, name: str) -> Stream:

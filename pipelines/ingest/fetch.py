@@ -10,12 +10,17 @@ from typing import Any
 from pipelines.http import ApiError, AuthError
 from pipelines.ingest.contract import Part
 
+# What a host answers about one repo that the others do not share: not found (or not visible to the
+# token), empty, gone, paged past its limit, withheld for legal reasons.
+ONE_REPO_STATUSES = frozenset({404, 409, 410, 422, 451})
+
 
 def is_one_repo_problem(exc: ApiError) -> bool:
-    """A repo the token cannot see (404) or page through (4xx): quarantined, and the other repos
-    load. A rejected token (401, 403: AuthError) or an unreachable or failing API (no status, 5xx)
-    is everyone's problem and fails the run."""
-    return not isinstance(exc, AuthError) and exc.status is not None and exc.status < 500
+    """A repo the host answers for with one of ``ONE_REPO_STATUSES``: quarantined, and the other
+    repos load. Anything else is everyone's problem and fails the run: a rejected token (401, 403:
+    AuthError), a limit the retries could not wait out (429), a request the host refuses (400,
+    405: a bug to see, not a repo to skip), an unreachable or failing API (no status, 5xx)."""
+    return not isinstance(exc, AuthError) and exc.status in ONE_REPO_STATUSES
 
 
 def unreadable_repo(repo: str, exc: ApiError) -> Part:

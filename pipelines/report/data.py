@@ -228,8 +228,11 @@ def load(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> ReportData:
              if has_table(con, "marts", "dim_teams", "team_key") else _empty(["team_key", "team_name", "adopted_on"]))
     services = (_frame(con, """
         select service_id, service_name, current_team_key from marts.dim_services
-        where current_team_key is not null order by current_team_key, service_name""")
-                if has_table(con, "marts", "dim_services", "current_team_key") else _empty(
+        where current_team_key is not null
+        qualify row_number() over (partition by coalesce(service_key, source || ':' || service_id)
+                                   order by source, service_id) = 1  -- a service paged from two sources: once
+        order by current_team_key, service_name""")
+                if has_table(con, "marts", "dim_services", "current_team_key", "service_key") else _empty(
         ["service_id", "service_name", "current_team_key"]))
     comparisons = (_frame(con, "select * from marts.team_comparisons order by team, metric, variant")
                    if has_table(con, "marts", "team_comparisons", "verdict", "metric") else pd.DataFrame())

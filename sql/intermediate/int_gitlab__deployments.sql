@@ -10,7 +10,7 @@
 -- is_production: whether the environment is production (see above)
 -- created_at: when the deployment was created (UTC)
 -- final_state: the deployment's state, in the neutral vocabulary (see above)
--- succeeded_at: when it finished successfully (UTC); null when it has not
+-- succeeded_at: when it finished successfully (UTC): finished_at, else (a deployment created through the API, without a job) the last change of its status; null when it has not
 select
     'gitlab' as source,
     d.deployment_id,
@@ -32,6 +32,6 @@ select
         when 'canceled' then 'error'
         when 'skipped' then 'error'
     end as final_state,
-    case when d.status = 'success' then d.finished_at end as succeeded_at
+    case when d.status = 'success' then coalesce(d.finished_at, d.updated_at) end as succeeded_at
 from staging.stg_gitlab__deployments as d
 left join staging.stg_gitlab__environments as e on e.environment_id = d.environment_id

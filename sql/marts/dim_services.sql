@@ -2,6 +2,7 @@
 -- A service is (source, service_id): the same id in two sources is two services.
 -- source: the paging source of the service
 -- service_id: the source's service id
+-- service_key: the service in the ownership file (<source>:<id> of its first id): one service paged from two sources has two rows with one key; null when the file does not list it
 -- service_name: name in the paging source (or in the ownership file when the source did not return it)
 -- current_team_key: the team owning it today; null when the ownership file does not list the service
 -- n_owner_changes: how many times the service changed owner
@@ -12,6 +13,7 @@ with owners as (
     select
         source,
         service_id,
+        any_value(service_key) as service_key,
         any_value(service_name) as service_name,
         arg_max(team_key, valid_from) as current_team_key,
         count(*) - 1 as n_owner_changes
@@ -38,6 +40,7 @@ all_services as (
 select
     a.source,
     a.service_id,
+    o.service_key,
     coalesce(p.service_name, o.service_name) as service_name,
     o.current_team_key,
     coalesce(o.n_owner_changes, 0) as n_owner_changes,

@@ -7,9 +7,9 @@
 -- business_hours_end: local end of business hours (exclusive, in time_zone)
 -- business_isodows: ISO weekdays that are business days (Monday = 1)
 -- adopted_on: service-ownership adoption date; null when not adopted
--- n_services_now: services the team owns today
+-- n_services_now: services the team owns today (a service paged from two sources counts once)
 with current_owners as (
-    select team_key, count(distinct (source, service_id)) as n_services_now
+    select team_key, count(distinct service_key) as n_services_now
     from staging.stg_ownership__service_owners
     where valid_to = date '9999-12-31'
     group by team_key

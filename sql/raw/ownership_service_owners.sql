@@ -2,6 +2,7 @@
 -- in each paging source (a service paged from two sources has rows for both ids).
 -- Rewritten from the ownership file every run (dropped and re-created from this file first).
 create table if not exists raw.ownership_service_owners (
+    service_key varchar not null, -- the service in the file, whichever id: <source>:<id> of its first id
     source varchar not null,      -- the paging source of service_id (a connector's name)
     service_id varchar not null,  -- the service's id in that source
     service_name varchar not null,

@@ -11,13 +11,14 @@
 -- status: created, running, success, failed, canceled, blocked or skipped (as of the last sync)
 -- created_at: when the deployment was created (UTC)
 -- updated_at: the last change of its status (UTC)
--- finished_at: when it finished (success or failure, UTC); null while it has not
+-- finished_at: when it finished (success or failure, UTC): the deployment's finished_at, else its job's (deployable.finished_at); null while it has not or when neither says
 -- invalid_fields: the fields whose value did not parse (or a time without UTC offset), comma-separated; null when all parsed
 --! incremental: deployment_id = try_cast(id as bigint)
 with extracted as (
     -- One parse of each payload: every field in one call (each ->> would parse the document again).
     select id, repo, json_extract_string(payload, ['$.iid', '$.sha', '$.ref', '$.environment.id', '$.environment.name',
-                                                   '$.status', '$.created_at', '$.updated_at', '$.finished_at']) as f
+                                                   '$.status', '$.created_at', '$.updated_at', '$.finished_at',
+                                                   '$.deployable.finished_at']) as f
     from raw.gitlab_deployments
 ),
 
@@ -33,10 +34,10 @@ typed as (
         f[6] as status,
         try_cast(f[7] as timestamptz) as created_at,
         try_cast(f[8] as timestamptz) as updated_at,
-        try_cast(f[9] as timestamptz) as finished_at,
+        try_cast(coalesce(f[9], f[10]) as timestamptz) as finished_at,
         f[7] as raw_created_at,
         f[8] as raw_updated_at,
-        f[9] as raw_finished_at
+        coalesce(f[9], f[10]) as raw_finished_at
     from extracted
 )
 

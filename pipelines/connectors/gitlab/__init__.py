@@ -1,7 +1,7 @@
 """GitLab (gitlab.com or self-managed), a git source: deployments with their environments' tiers,
 and merged merge requests, of the projects the ownership file names (``{gitlab: group/project}``).
 
-- ``client.py``: the REST v4 client (never deep offsets, keyset where GitLab allows it, RateLimit headers);
+- ``client.py``: the REST v4 client (what changed since the bookmark, never deep offsets, RateLimit headers);
 - ``streams.py``: how each stream reads a night and a backfill project;
 - ``records.py``: the record rules;
 - ``quality.py``: the Great Expectations rules of its staging tables (the second line);

@@ -12,9 +12,11 @@ leaves out the totals above 10,000 records. So:
   before an offset would pass 50,000 the read starts again from the ``updated_at`` of the last
   record it has, less a second (the records of those seconds come again; the raw upsert keeps one
   of each; none is skipped whether GitLab's ``updated_after`` includes its bound or not);
-- environments (no filter) are read with keyset pagination (``pagination=keyset&order_by=id``,
-  following ``Link rel="next"``); a GitLab that answers 405 for it (keyset is not on every endpoint
-  of every version) is read by offset instead.
+- environments are a handful a project: offset pages too.
+
+Keyset pagination (``pagination=keyset&order_by=id``) is therefore not used: it cannot be combined
+with the ``updated_at`` filters, merge requests do not have it, and an endpoint without it costs a
+refused request (405) to find out.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ class GitLabClient(SourceClient):
         self.concurrency = max(1, int(concurrency))
         self.per_page = per_page
         self.max_offset = max_offset
-        self.keyset_refused: set[str] = set()  # kinds of list ("deployments") this GitLab would not page by keyset
         self._http = HttpClient(
             base_url or DEFAULT_GITLAB_API_URL,
             auth_header=token,
@@ -84,12 +85,12 @@ class GitLabClient(SourceClient):
         moves ``updated_at`` with each status change, so a night reads what changed)."""
         path = f"/projects/{self.project_ref(project)}/deployments"
         params = {k: _iso(v) for k, v in (("updated_after", updated_after), ("updated_before", updated_before)) if v}
-        yield from self._list(path, params, stream="deployments", keyset=False)
+        yield from self._pages(path, params, stream="deployments")
 
     def environments(self, project: str | int) -> list[dict]:
         """The project's environments, with their ``tier`` (GitLab 13.10 and later)."""
-        return list(self._list(f"/projects/{self.project_ref(project)}/environments", {}, stream="environments",
-                               keyset=True))
+        return list(self._pages(f"/projects/{self.project_ref(project)}/environments", {}, stream="environments",
+                                order_by="id"))
 
     def merge_requests(self, project: str | int, *, updated_after: datetime | None = None,
                        updated_before: datetime | None = None) -> Iterator[dict]:
@@ -99,51 +100,35 @@ class GitLabClient(SourceClient):
         path = f"/projects/{self.project_ref(project)}/merge_requests"
         params = {"state": "merged",
                   **{k: _iso(v) for k, v in (("updated_after", updated_after), ("updated_before", updated_before)) if v}}
-        yield from self._list(path, params, stream="merge_requests", keyset=False)
+        yield from self._pages(path, params, stream="merge_requests")
 
     # ------------------------------------------------------------------ paging
 
-    def _list(self, path: str, params: dict[str, str], *, stream: str, keyset: bool) -> Iterator[dict]:
-        if keyset and stream not in self.keyset_refused:
-            try:
-                yield from self._keyset(path, params, stream)
-                return
-            except _KeysetRefused:
-                self.keyset_refused.add(stream)  # this GitLab has none here: offsets, for this run
-        yield from self._offset(path, params, stream)
-
-    def _keyset(self, path: str, params: dict[str, str], stream: str) -> Iterator[dict]:
-        url: str | None = path
-        query: dict[str, Any] | None = {**params, "pagination": "keyset", "order_by": "id", "sort": "asc",
-                                        "per_page": self.per_page}
-        first = True
-        while url:
-            try:
-                resp = self._http.get(url, query, stream=stream)
-            except ApiError as exc:
-                if first and exc.status == 405:
-                    raise _KeysetRefused() from None
-                raise
-            first = False
-            items = self._items(resp, path)
-            self._http.add_records(stream, len(items))
-            yield from items
-            url, query = resp.links.get("next", {}).get("url"), None
-
-    def _offset(self, path: str, params: dict[str, str], stream: str) -> Iterator[dict]:
-        """Pages ordered by ``updated_at``; before the offset passes ``max_offset``, start again
-        from the last ``updated_at`` read."""
-        query = {**params, "order_by": "updated_at", "sort": "asc", "per_page": self.per_page}
-        page = 1
+    def _pages(self, path: str, params: dict[str, str], *, stream: str, order_by: str = "updated_at") -> Iterator[dict]:
+        """Offset pages in ``order_by`` order; ordered by ``updated_at``, before the offset would pass
+        ``max_offset`` the read starts again a second before the last ``updated_at`` read. An empty
+        page that says more follow is asked for once more, then fails the read (never a silent end)."""
+        query = {**params, "order_by": order_by, "sort": "asc", "per_page": self.per_page}
+        page, empty_again = 1, False
         while True:
             resp = self._http.get(path, {**query, "page": page}, stream=stream)
             items = self._items(resp, path)
             self._http.add_records(stream, len(items))
             yield from items
             next_page = (resp.headers.get("x-next-page") or "").strip()
-            if not next_page or not items:
+            if not next_page:
                 return
+            if not items:
+                if empty_again:
+                    raise ApiError(f"GitLab {path}: page {page} came back empty twice while x-next-page said "
+                                   f"{next_page}; the rest of the list cannot be read", endpoint=path,
+                                   status=resp.status_code)
+                empty_again = True
+                continue  # the same page once more
+            empty_again = False
             if int(next_page) * self.per_page > self.max_offset:  # the page after would end past the cap
+                if order_by != "updated_at":
+                    raise ApiError(f"GitLab {path}: more than {self.max_offset} records", endpoint=path)
                 last = parse_time(items[-1].get("updated_at"))
                 restart = _iso(last - timedelta(seconds=1)) if last else None
                 if restart is None or restart <= query.get("updated_after", ""):
@@ -159,7 +144,3 @@ class GitLabClient(SourceClient):
             raise ApiError(f"GitLab {path} answered {type(data).__name__}, not a list", endpoint=path,
                            status=resp.status_code)
         return data
-
-
-class _KeysetRefused(Exception):
-    """GitLab answered 405: this endpoint has no keyset pagination."""
