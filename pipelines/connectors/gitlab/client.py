@@ -90,7 +90,7 @@ class GitLabClient(SourceClient):
     def environments(self, project: str | int) -> list[dict]:
         """The project's environments, with their ``tier`` (GitLab 13.10 and later)."""
         return list(self._pages(f"/projects/{self.project_ref(project)}/environments", {}, stream="environments",
-                                order_by="id"))
+                                order_by=None))
 
     def merge_requests(self, project: str | int, *, updated_after: datetime | None = None,
                        updated_before: datetime | None = None) -> Iterator[dict]:
@@ -104,11 +104,13 @@ class GitLabClient(SourceClient):
 
     # ------------------------------------------------------------------ paging
 
-    def _pages(self, path: str, params: dict[str, str], *, stream: str, order_by: str = "updated_at") -> Iterator[dict]:
-        """Offset pages in ``order_by`` order; ordered by ``updated_at``, before the offset would pass
-        ``max_offset`` the read starts again a second before the last ``updated_at`` read. An empty
-        page that says more follow is asked for once more, then fails the read (never a silent end)."""
-        query = {**params, "order_by": order_by, "sort": "asc", "per_page": self.per_page}
+    def _pages(self, path: str, params: dict[str, str], *, stream: str,
+               order_by: str | None = "updated_at") -> Iterator[dict]:
+        """Offset pages in ``order_by`` order (None: the endpoint's own); ordered by ``updated_at``,
+        before the offset would pass ``max_offset`` the read starts again a second before the last
+        ``updated_at`` read. An empty page that says more follow is asked for once more, then fails
+        the read (never a silent end)."""
+        query = {**params, **({"order_by": order_by, "sort": "asc"} if order_by else {}), "per_page": self.per_page}
         page, empty_again = 1, False
         while True:
             resp = self._http.get(path, {**query, "page": page}, stream=stream)
