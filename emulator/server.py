@@ -534,15 +534,9 @@ class EmulatorServer:
 
     def _serve_pagerduty(self, req: Request, route: Any, params: dict[str, str]) -> tuple[Response, str | None, str | None]:
         request_id = [("X-Request-Id", str(uuid.uuid4()))]
-        denied = self.pagerduty.check_auth(req, self.pagerduty_tokens)
-        if denied is not None:
-            denied.headers += request_id
-            return denied, None, None
-        fault_resp, action, fault = self._apply_faults("pagerduty", req)
-        if fault_resp is not None or action == "reset":
-            if fault_resp is not None and fault != "rate_limit_bare":
-                fault_resp.headers += request_id
-            return fault_resp or Response(0), action, fault
+        ended, action, fault = self._admit("pagerduty", self.pagerduty, self.pagerduty_tokens, req, request_id)
+        if ended is not None:
+            return ended, action, fault
         rl_headers: list[tuple[str, str]] = []
         if self.rate_limit_per_minute:
             allowed, remaining, reset = self._take(req.token or "", self.rate_limit_per_minute)
@@ -550,13 +544,7 @@ class EmulatorServer:
                           ("ratelimit-reset", str(reset))]
             if not allowed:
                 return Response.json(429, RATE_LIMIT_ERROR, rl_headers + request_id), None, None
-        if route is None:
-            resp = Response.json(404, NOT_FOUND)
-        else:
-            try:
-                resp = route.handler(req, params)
-            except ApiError as e:
-                resp = e.response
+        resp = self._dispatch(route, req, params, Response.json(404, NOT_FOUND))
         resp.headers += rl_headers + request_id
         return resp, action, fault
 
@@ -648,30 +636,44 @@ class EmulatorServer:
 
     def _serve_gitlab(self, req: Request, route: Any, params: dict[str, str]) -> tuple[Response, str | None, str | None]:
         request_id = [("X-Request-Id", uuid.uuid4().hex[:26].upper())]
-        denied = self.gitlab.check_auth(req, self.gitlab_tokens)
-        if denied is not None:
-            denied.headers += request_id
-            return denied, None, None
-        fault_resp, action, fault = self._apply_faults("gitlab", req)
-        if fault_resp is not None or action == "reset":
-            if fault_resp is not None and fault != "rate_limit_bare":
-                fault_resp.headers += request_id
-            return fault_resp or Response(0), action, fault
+        ended, action, fault = self._admit("gitlab", self.gitlab, self.gitlab_tokens, req, request_id)
+        if ended is not None:
+            return ended, action, fault
         rl_headers: list[tuple[str, str]] = []
         if self.gitlab_rate_limit_per_minute:
             allowed, remaining, reset = self._take("gitlab:" + (req.token or ""), self.gitlab_rate_limit_per_minute)
             if not allowed:
                 return self._gitlab_limited(reset), None, None
             rl_headers = self._gitlab_headers(self.gitlab_rate_limit_per_minute, remaining, reset)
-        if route is None:
-            resp = Response.json(404, {"error": "404 Not Found"})
-        else:
-            try:
-                resp = route.handler(req, params)
-            except ApiError as e:
-                resp = e.response
+        resp = self._dispatch(route, req, params, Response.json(404, {"error": "404 Not Found"}))
         resp.headers += rl_headers + request_id
         return resp, action, fault
+
+    @staticmethod
+    def _dispatch(route: Any, req: Request, params: dict[str, str], not_found: Response) -> Response:
+        """The route's answer (its ApiError's response when it raises one), or ``not_found``."""
+        if route is None:
+            return not_found
+        try:
+            return route.handler(req, params)
+        except ApiError as e:
+            return e.response
+
+    def _admit(self, service: str, api: Any, tokens: set[str], req: Request,
+               request_id: list[tuple[str, str]]) -> tuple[Response | None, str | None, str | None]:
+        """The token, then the faults: ``(response, action, fault)`` where the request ends here
+        (a 401, a fault answered instead), else ``(None, action, fault)`` and it is served (the
+        action, a cut body, applies to the answer; the fault may be a data fault)."""
+        denied = api.check_auth(req, tokens)
+        if denied is not None:
+            denied.headers += request_id
+            return denied, None, None
+        fault_resp, action, fault = self._apply_faults(service, req)
+        if fault_resp is not None or action == "reset":
+            if fault_resp is not None and fault != "rate_limit_bare":
+                fault_resp.headers += request_id
+            return fault_resp or Response(0), action, fault
+        return None, action, fault
 
     def _emulator_route(self, method: str, path: str, body: bytes) -> Response:
         if path in ("/__emulator/stats", "/__emulator/stats/") and method == "GET":

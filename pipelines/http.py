@@ -202,6 +202,7 @@ class HttpClient:
         auth_hint: str | None = None,
         auth_header_name: str = "Authorization",
         quota_headers: str = "x-ratelimit",
+        delta_reset_header: str | None = "ratelimit-reset",
         request_id_header: str = "X-Request-Id",
         permissions_header: str | None = None,
         max_rate_limit_wait: float = 3900.0,
@@ -223,6 +224,8 @@ class HttpClient:
         self.auth_hint = auth_hint
         # <quota_headers>-remaining / -limit / -reset (epoch seconds): the quota the server reports
         self.quota_headers = quota_headers
+        # on a 429: a header giving the seconds to wait from now (PagerDuty's); None: the client has none
+        self.delta_reset_header = delta_reset_header
         self.request_id_header = request_id_header  # the server's id of a request, quoted in errors
         self.permissions_header = permissions_header  # on a 403: the permissions the endpoint accepts
         self.timeout = timeout
@@ -413,9 +416,7 @@ class HttpClient:
         quota_reset = _header_float(h, f"{self.quota_headers}-reset")
         if quota_remaining is not None and quota_remaining <= 0 and quota_reset is not None:
             return max(0.0, quota_reset - self._now())
-        # ratelimit-reset in seconds from now on a 429, unless the client reads ratelimit-* as its
-        # quota headers (where -reset is an epoch, as above)
-        delta_reset = _header_float(h, "ratelimit-reset") if self.quota_headers != "ratelimit" else None
+        delta_reset = _header_float(h, self.delta_reset_header) if self.delta_reset_header else None
         if delta_reset is not None and resp.status_code == 429:
             return max(0.0, delta_reset)
         return None

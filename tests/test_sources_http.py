@@ -442,7 +442,7 @@ def test_ratelimit_quota_headers_429_without_retry_after_waits_until_the_epoch_r
     rsps.get(f"{BASE}/x", json=[], headers={"RateLimit-Limit": "2000", "RateLimit-Remaining": "1999",
                                            "RateLimit-Reset": str(int(NOW + 60))})
     sleeps: list[float] = []
-    client = make_client(sleeps, quota_headers="ratelimit")
+    client = make_client(sleeps, quota_headers="ratelimit", delta_reset_header=None)
     client.get("/x", stream="s")
     assert sleeps == [42.0] and client.stats["s"].throttled == 1
 
@@ -453,7 +453,7 @@ def test_ratelimit_quota_headers_are_not_read_as_seconds_and_pace_when_low(rsps)
     rsps.get(f"{BASE}/y", status=429, body="Retry later\n",
              headers={"RateLimit-Remaining": "5", "RateLimit-Reset": str(int(NOW + 60))})
     rsps.get(f"{BASE}/y", json=[])
-    client = make_client(clock=clock, sleep=clock.sleep, quota_headers="ratelimit")
+    client = make_client(clock=clock, sleep=clock.sleep, quota_headers="ratelimit", delta_reset_header=None)
     client.get("/y", stream="s")
     assert clock.sleeps == [0.5]  # the first backoff step, as for a 429 that says nothing
     # low remaining quota paces the next requests to the epoch reset: 4 left for 100 s

@@ -55,6 +55,7 @@ class GitLabClient(SourceClient):
             auth_header=token,
             auth_header_name="PRIVATE-TOKEN",
             quota_headers="ratelimit",  # RateLimit-Remaining / RateLimit-Reset (epoch seconds)
+            delta_reset_header=None,  # GitLab's RateLimit-Reset is that epoch, not seconds from now
             source="GitLab",
             token_env_var="GITLAB_TOKEN",
             url_env_var="GITLAB_API_URL",
